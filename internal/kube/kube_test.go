@@ -109,7 +109,7 @@ func TestServerSideApplyOwnership(t *testing.T) {
 		if mf.FieldsV1 == nil {
 			continue
 		}
-		raw := string(mf.FieldsV1.Raw)
+		raw := mf.FieldsV1.GetRawString()
 		for _, k := range []string{"a", "b"} {
 			if strings.Contains(raw, `"f:`+k+`"`) {
 				owners[k] = mf.Manager
