@@ -1,0 +1,213 @@
+//go:build linux
+
+package udpbatch
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"sync"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// Conn does batched reads and writes on a *net.UDPConn with recvmmsg and
+// sendmmsg, without allocating per call once created.
+//
+// ReadBatch and WriteBatch may run concurrently with each other. Concurrent
+// ReadBatch calls are safe but serialised, and so are concurrent WriteBatch
+// calls. Deadlines and Close are those of the wrapped *net.UDPConn.
+type Conn struct {
+	uc     *net.UDPConn
+	rc     syscall.RawConn
+	family int // AF_INET or AF_INET6
+
+	rmu sync.Mutex
+	r   reader
+	_   [64]byte // keep the reader's and writer's hot fields on separate cache lines
+	wmu sync.Mutex
+	w   writer
+}
+
+// New wraps c for batches of up to maxBatch messages per system call;
+// maxBatch <= 0 selects DefaultBatch and values above MaxBatch are lowered to
+// MaxBatch. The caller keeps ownership of c: closing c ends the Conn.
+func New(c *net.UDPConn, maxBatch int) (*Conn, error) {
+	if c == nil {
+		return nil, errors.New("udpbatch: nil *net.UDPConn")
+	}
+	if maxBatch <= 0 {
+		maxBatch = DefaultBatch
+	}
+	maxBatch = min(maxBatch, MaxBatch)
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return nil, fmt.Errorf("udpbatch: %w", err)
+	}
+	var family int
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		family, serr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_DOMAIN)
+	}); err != nil {
+		return nil, fmt.Errorf("udpbatch: %w", err)
+	}
+	if serr != nil {
+		return nil, fmt.Errorf("udpbatch: %w", os.NewSyscallError("getsockopt", serr))
+	}
+	if family != unix.AF_INET && family != unix.AF_INET6 {
+		return nil, fmt.Errorf("udpbatch: unsupported socket family %d", family)
+	}
+	cn := &Conn{uc: c, rc: rc, family: family}
+	cn.r.vectors = newVectors(maxBatch)
+	cn.r.fn = cn.r.read
+	cn.w.vectors = newVectors(maxBatch)
+	cn.w.fn = cn.w.write
+	return cn, nil
+}
+
+// UDPConn returns the wrapped connection (nil for a Conn not made by New).
+func (c *Conn) UDPConn() *net.UDPConn {
+	if c == nil {
+		return nil
+	}
+	return c.uc
+}
+
+// ok reports whether c was made by New.
+func (c *Conn) ok() bool { return c != nil && c.rc != nil }
+
+// ReadBatch receives up to min(len(ms), maxBatch) datagrams into ms[i].Buf,
+// setting N, Addr and Truncated of each, and returns how many it received.
+// It blocks (in the network poller, without spinning) until at least one
+// datagram is available, and then takes whatever else is queued without
+// waiting. Asynchronous socket errors (an ICMP "port unreachable" for an
+// earlier send on a connected socket, ...) are counted in Stats and not
+// returned. Errors are those of the wrapped connection: errors.Is(err,
+// net.ErrClosed) after Close, errors.Is(err, os.ErrDeadlineExceeded) after the
+// read deadline, syscall.EINVAL for a Conn not made by New. len(ms) == 0
+// returns (0, nil) at once.
+func (c *Conn) ReadBatch(ms []Message) (int, error) {
+	if !c.ok() {
+		return 0, syscall.EINVAL
+	}
+	if len(ms) == 0 {
+		return 0, nil
+	}
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	r := &c.r
+	k := min(len(ms), len(r.hdrs))
+	for i := range k {
+		r.setBuf(i, ms[i].Buf, len(ms[i].Buf))
+		h := &r.hdrs[i]
+		h.Hdr.Namelen = unix.SizeofSockaddrAny
+		h.Hdr.Flags = 0
+		h.Len = 0
+	}
+	r.cnt, r.n, r.errno = k, 0, 0
+	if err := c.rc.Read(r.fn); err != nil {
+		return 0, err
+	}
+	if r.errno != 0 {
+		return 0, c.opError("recvmmsg", r.errno)
+	}
+	for i := range r.n {
+		h := &r.hdrs[i]
+		m := &ms[i]
+		m.N = min(int(h.Len), len(m.Buf))
+		m.Truncated = h.Hdr.Flags&unix.MSG_TRUNC != 0
+		m.Addr = decodeSockaddr(&r.names[i], h.Hdr.Namelen, &r.zones)
+	}
+	return r.n, nil
+}
+
+// WriteBatch sends ms[i].Buf[:ms[i].N] to ms[i].Addr for every message, in
+// order, maxBatch messages per system call, and returns how many the kernel
+// accepted. A zero Addr sends to the connected peer.
+//
+// It loops over partial sendmmsg results and waits in the network poller when
+// the send buffer is full. A message rejected on its own - an ICMP-reported
+// error such as ECONNREFUSED or EHOSTUNREACH, EMSGSIZE, an IPv6 destination on
+// an IPv4 socket, N outside [0, len(Buf)], no destination on an unconnected
+// socket - is skipped and counted in Stats, and the remaining messages are
+// still sent; such drops do not produce an error. The returned error is the
+// first hard error (the connection closed, the write deadline passed, or an
+// unexpected errno), which stops the call: later messages are not attempted.
+func (c *Conn) WriteBatch(ms []Message) (int, error) {
+	if !c.ok() {
+		return 0, syscall.EINVAL
+	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	w := &c.w
+	sent := 0
+	for i := 0; i < len(ms); {
+		k := 0
+		for ; i < len(ms) && k < len(w.hdrs); i++ {
+			if e := c.prepare(k, &ms[i]); e != 0 {
+				w.drop(e)
+				continue
+			}
+			k++
+		}
+		if k == 0 {
+			continue
+		}
+		w.cnt, w.off, w.sent, w.errno = k, 0, 0, 0
+		err := c.rc.Write(w.fn)
+		sent += w.sent
+		if err != nil {
+			return sent, err
+		}
+		if w.errno != 0 {
+			return sent, c.opError("sendmmsg", w.errno)
+		}
+	}
+	return sent, nil
+}
+
+// prepare fills header k of the writer for m.
+func (c *Conn) prepare(k int, m *Message) unix.Errno {
+	if m.N < 0 || m.N > len(m.Buf) {
+		return unix.EINVAL
+	}
+	w := &c.w
+	h := &w.hdrs[k].Hdr
+	if m.Addr.Addr().IsValid() {
+		n, e := encodeSockaddr(&w.names[k], c.family, m.Addr)
+		if e != 0 {
+			return e
+		}
+		h.Name = (*byte)(unsafe.Pointer(&w.names[k]))
+		h.Namelen = n
+	} else {
+		h.Name = nil
+		h.Namelen = 0
+	}
+	h.Flags = 0
+	w.setBuf(k, m.Buf, m.N)
+	return 0
+}
+
+// Stats returns the Conn's counters. It is safe to call at any time.
+func (c *Conn) Stats() Stats {
+	if c == nil {
+		return Stats{}
+	}
+	s := Stats{
+		WriteDropped:    c.w.dropped.Load(),
+		ReadAsyncErrors: c.r.async.Load(),
+	}
+	if e := c.w.lastDrop.Load(); e != 0 {
+		s.LastWriteDropErr = syscall.Errno(e)
+	}
+	return s
+}
+
+// opError wraps a hard errno like the net package does.
+func (c *Conn) opError(op string, e unix.Errno) error {
+	return &net.OpError{Op: op, Net: "udp", Source: c.uc.LocalAddr(), Err: os.NewSyscallError(op, e)}
+}

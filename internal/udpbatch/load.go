@@ -1,0 +1,258 @@
+package udpbatch
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"os"
+	"sync/atomic"
+	"time"
+)
+
+// Payload markers in the first byte of every load datagram: the sink counts
+// only measured datagrams, so late warm-up datagrams do not skew a run.
+const (
+	markMeasured = 0
+	markWarmup   = 1
+)
+
+// LoadConfig configures a [Load]. Zero fields take the documented defaults.
+type LoadConfig struct {
+	// Size is the payload size of each datagram in bytes (default 100).
+	Size int
+	// Batch is the number of datagrams per WriteBatch and ReadBatch call
+	// (default DefaultBatch).
+	Batch int
+	// Quiet is how long the sink waits for one more datagram before it
+	// considers the rest lost (default 250ms; generous because the machines
+	// running benchmarks are shared and a relay may be descheduled).
+	Quiet time.Duration
+	// WarmupTimeout bounds Warmup (default 10s).
+	WarmupTimeout time.Duration
+}
+
+// Load sends datagrams from a source Conn to the input of a relay under test
+// and counts what the relay delivers to a sink Conn. It is the load
+// generator of the forwarder and relay benchmarks: a benchmark builds its
+// relay between src and sink, calls Warmup, resets its timer, calls Run with
+// b.N and reports the LoadResult. The relay must deliver payloads unchanged:
+// their first byte tells warm-up datagrams from measured ones.
+//
+// A Load is not safe for concurrent use. It owns the sink's read deadline.
+type Load struct {
+	src, sink *Conn
+	to        netip.AddrPort
+	cfg       LoadConfig
+	out       []Message // one batch of measured datagrams, sharing one payload
+	warm      []Message // one warm-up datagram
+	in        []Message // the sink's batch
+}
+
+// NewLoad prepares a load from src to the relay input to, received on sink.
+func NewLoad(src, sink *Conn, to netip.AddrPort, cfg LoadConfig) (*Load, error) {
+	if src == nil || sink == nil {
+		return nil, errors.New("udpbatch: NewLoad needs a source and a sink Conn")
+	}
+	if !to.IsValid() {
+		return nil, errors.New("udpbatch: NewLoad needs a destination")
+	}
+	if cfg.Size <= 0 {
+		cfg.Size = 100
+	}
+	cfg.Size = min(cfg.Size, MaxDatagram)
+	if cfg.Batch <= 0 {
+		cfg.Batch = DefaultBatch
+	}
+	cfg.Batch = min(cfg.Batch, MaxBatch)
+	if cfg.Quiet <= 0 {
+		cfg.Quiet = 250 * time.Millisecond
+	}
+	if cfg.WarmupTimeout <= 0 {
+		cfg.WarmupTimeout = 10 * time.Second
+	}
+	l := &Load{src: src, sink: sink, to: to, cfg: cfg}
+	payload := make([]byte, cfg.Size)
+	for i := range payload {
+		payload[i] = byte(i)
+	}
+	payload[0] = markMeasured
+	l.out = make([]Message, cfg.Batch)
+	for i := range l.out {
+		l.out[i] = Message{Buf: payload, N: cfg.Size, Addr: to}
+	}
+	warm := append([]byte(nil), payload...)
+	warm[0] = markWarmup
+	l.warm = []Message{{Buf: warm, N: cfg.Size, Addr: to}}
+	l.in = NewMessages(cfg.Batch, max(cfg.Size, 2048))
+	return l, nil
+}
+
+// Warmup sends warm-up datagrams, one per 50ms, until one reaches the sink
+// (the relay is set up, handshakes are done), ctx ends or WarmupTimeout
+// passes.
+func (l *Load) Warmup(ctx context.Context) error {
+	deadline := time.Now().Add(l.cfg.WarmupTimeout)
+	defer func() { _ = l.sink.UDPConn().SetReadDeadline(time.Time{}) }()
+	for time.Now().Before(deadline) {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if _, err := l.src.WriteBatch(l.warm); err != nil {
+			return err
+		}
+		if err := l.sink.UDPConn().SetReadDeadline(time.Now().Add(50 * time.Millisecond)); err != nil {
+			return err
+		}
+		n, err := l.sink.ReadBatch(l.in)
+		if n > 0 {
+			return nil
+		}
+		if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+			return err
+		}
+	}
+	return errors.New("udpbatch: warm-up datagram did not arrive")
+}
+
+// Run sends packets datagrams as fast as the source accepts them and counts
+// those reaching the sink. It returns once the sink has them all, or when no
+// datagram arrived for Quiet after the last was sent (the rest are lost), so
+// it never hangs. The
+// error is ctx's if ctx ended, else the first source or sink error.
+func (l *Load) Run(ctx context.Context, packets int) (LoadResult, error) {
+	if packets <= 0 {
+		return LoadResult{}, nil
+	}
+	done := make(chan drainResult, 1)
+	var sending atomic.Bool
+	sending.Store(true)
+	start := time.Now()
+	go func() { done <- l.drain(packets, &sending) }()
+	sent, serr := l.blast(ctx, packets)
+	sending.Store(false)
+	d := <-done
+	res := LoadResult{Sent: sent, Received: d.packets, Bytes: d.bytes}
+	if d.packets > 0 {
+		res.Elapsed = d.last.Sub(start)
+	}
+	if err := ctx.Err(); err != nil {
+		return res, err
+	}
+	return res, errors.Join(serr, d.err)
+}
+
+// blast sends packets measured datagrams and returns how many the kernel
+// accepted.
+func (l *Load) blast(ctx context.Context, packets int) (int, error) {
+	sent := 0
+	for left := packets; left > 0; {
+		if err := ctx.Err(); err != nil {
+			return sent, err
+		}
+		k := min(left, len(l.out))
+		n, err := l.src.WriteBatch(l.out[:k])
+		sent += n
+		left -= k
+		if err != nil {
+			return sent, err
+		}
+	}
+	return sent, nil
+}
+
+// drainResult is what the sink saw.
+type drainResult struct {
+	packets int
+	bytes   int64
+	last    time.Time
+	err     error
+}
+
+// drain counts measured datagrams until want arrived or, once sending is
+// false, none came for Quiet. While the source is still sending, a quiet
+// period (the relay or the source was descheduled) does not end the run.
+func (l *Load) drain(want int, sending *atomic.Bool) drainResult {
+	var d drainResult
+	sc := l.sink.UDPConn()
+	defer func() { _ = sc.SetReadDeadline(time.Time{}) }()
+	for d.packets < want {
+		if err := sc.SetReadDeadline(time.Now().Add(l.cfg.Quiet)); err != nil {
+			d.err = err
+			return d
+		}
+		n, err := l.sink.ReadBatch(l.in)
+		if err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) && sending.Load() {
+				continue
+			}
+			if !errors.Is(err, os.ErrDeadlineExceeded) {
+				d.err = err
+			}
+			return d
+		}
+		got := 0
+		for i := range l.in[:n] {
+			m := &l.in[i]
+			if m.N > 0 && m.Buf[0] == markMeasured {
+				got++
+				d.bytes += int64(m.N)
+			}
+		}
+		if got > 0 {
+			d.packets += got
+			d.last = time.Now()
+		}
+	}
+	return d
+}
+
+// LoadResult is the outcome of a [Load] run.
+type LoadResult struct {
+	Sent     int           // datagrams the source's kernel accepted
+	Received int           // measured datagrams that reached the sink
+	Bytes    int64         // their payload bytes
+	Elapsed  time.Duration // from the first send to the last arrival
+}
+
+// PacketsPerSecond is the delivered datagram rate.
+func (r LoadResult) PacketsPerSecond() float64 {
+	if r.Elapsed <= 0 {
+		return 0
+	}
+	return float64(r.Received) / r.Elapsed.Seconds()
+}
+
+// MbitPerSecond is the delivered payload rate in megabits (10^6 bits) per
+// second.
+func (r LoadResult) MbitPerSecond() float64 {
+	if r.Elapsed <= 0 {
+		return 0
+	}
+	return float64(r.Bytes) * 8 / 1e6 / r.Elapsed.Seconds()
+}
+
+// LossRatio is the fraction of sent datagrams that did not arrive.
+func (r LoadResult) LossRatio() float64 {
+	if r.Sent <= 0 || r.Received >= r.Sent {
+		return 0
+	}
+	return float64(r.Sent-r.Received) / float64(r.Sent)
+}
+
+// MetricReporter is the part of *testing.B that Report uses.
+type MetricReporter interface {
+	ReportMetric(n float64, unit string)
+}
+
+// Report reports the result as benchmark metrics: "pkts/s", "Mbit/s",
+// "loss-%" and "ns/op", the latter replacing the benchmark's own ns/op with
+// nanoseconds per delivered datagram (the benchmark's timer also counts the
+// final quiet period and sees lost datagrams as operations).
+func (r LoadResult) Report(m MetricReporter) {
+	m.ReportMetric(r.PacketsPerSecond(), "pkts/s")
+	m.ReportMetric(r.MbitPerSecond(), "Mbit/s")
+	m.ReportMetric(100*r.LossRatio(), "loss-%")
+	if r.Received > 0 {
+		m.ReportMetric(float64(r.Elapsed.Nanoseconds())/float64(r.Received), "ns/op")
+	}
+}

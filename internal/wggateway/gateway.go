@@ -1,0 +1,458 @@
+package wggateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"runtime"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/trellis-garden/trellis/internal/udpbatch"
+	"github.com/trellis-garden/trellis/internal/wgproto"
+)
+
+// Config tunes the gateway's data path.
+type Config struct {
+	// ListenAddress is the UDP address clients reach, e.g. ":51820" (dual-stack)
+	// or "0.0.0.0:51820".
+	ListenAddress string
+	// Shards is the number of SO_REUSEPORT listener sockets, each with its own
+	// goroutines and sessions; 0 means GOMAXPROCS.
+	Shards int
+	// BatchSize is the number of datagrams per recvmmsg/sendmmsg call.
+	BatchSize int
+	// MaxSessions caps (client, backend) sessions over all shards.
+	MaxSessions int
+	// MaxClientsPerBackend caps the clients one backend can have at once per shard:
+	// each needs its own upstream socket towards that backend.
+	MaxClientsPerBackend int
+	// PendingTimeout ends a session whose backend never answered.
+	PendingTimeout time.Duration
+	// IdleTimeout ends a session without packets in either direction.
+	IdleTimeout time.Duration
+	// HandshakeRate and HandshakeBurst limit initiations per client source IP;
+	// rate 0 disables the limit.
+	HandshakeRate  float64
+	HandshakeBurst int
+	// MaxRateLimitedSources bounds the rate limiter's memory.
+	MaxRateLimitedSources int
+}
+
+// DefaultConfig returns the defaults of the flags.
+func DefaultConfig() Config {
+	return Config{
+		ListenAddress:        ":51820",
+		BatchSize:            64,
+		MaxSessions:          65536,
+		MaxClientsPerBackend: 16,
+		// WireGuard retries a handshake every 5 s; three tries without an answer.
+		PendingTimeout: 15 * time.Second,
+		// WireGuard rejects keys older than 180 s; a session idle for longer
+		// carries nothing that can still be decrypted.
+		IdleTimeout:           180 * time.Second,
+		HandshakeRate:         10,
+		HandshakeBurst:        20,
+		MaxRateLimitedSources: 65536,
+	}
+}
+
+// Validate reports every invalid value.
+func (c Config) Validate() error {
+	var errs []error
+	if _, err := net.ResolveUDPAddr("udp", c.ListenAddress); err != nil || c.ListenAddress == "" {
+		errs = append(errs, fmt.Errorf("--wireguard.listen-address: %q: %v", c.ListenAddress, err))
+	}
+	if c.Shards < 0 || c.Shards > 256 {
+		errs = append(errs, fmt.Errorf("--gateway.shards: %d not in 0..256", c.Shards))
+	}
+	if c.BatchSize < 1 || c.BatchSize > 1024 {
+		errs = append(errs, fmt.Errorf("--gateway.batch-size: %d not in 1..1024", c.BatchSize))
+	}
+	if c.MaxSessions < 1 {
+		errs = append(errs, fmt.Errorf("--sessions.max: %d must be at least 1", c.MaxSessions))
+	}
+	if c.MaxClientsPerBackend < 1 || c.MaxClientsPerBackend > 1024 {
+		errs = append(errs, fmt.Errorf("--sessions.max-clients-per-backend: %d not in 1..1024", c.MaxClientsPerBackend))
+	}
+	if c.PendingTimeout <= 0 || c.IdleTimeout <= 0 {
+		errs = append(errs, errors.New("--sessions.pending-timeout and --sessions.idle-timeout: must be positive"))
+	}
+	if c.HandshakeRate < 0 || (c.HandshakeRate > 0 && c.HandshakeBurst < 1) {
+		errs = append(errs, fmt.Errorf("--handshake.rate-limit %v, --handshake.burst %d: rate must be >= 0 and burst >= 1", c.HandshakeRate, c.HandshakeBurst))
+	}
+	if c.MaxRateLimitedSources < 1 {
+		errs = append(errs, errors.New("--handshake.max-sources: must be at least 1"))
+	}
+	return errors.Join(errs...)
+}
+
+// maxDatagram is the largest UDP payload the gateway relays. WireGuard's own
+// packets are at most MTU-sized; 64 KiB also covers GSO-free jumbo paths.
+const maxDatagram = 65535
+
+// Gateway relays WireGuard traffic between clients on one UDP port and the backend
+// whose public key each client's handshake names.
+type Gateway struct {
+	cfg     Config
+	log     *slog.Logger
+	table   atomic.Pointer[table]
+	tableMu sync.Mutex // serialises SetBackends
+	limiter *rateLimiter
+	shards  atomic.Pointer[[]*shard]
+	lns     []*net.UDPConn
+}
+
+// New checks cfg and builds a gateway without backends.
+func New(cfg Config, log *slog.Logger) (*Gateway, error) {
+	if cfg.Shards == 0 {
+		cfg.Shards = runtime.GOMAXPROCS(0)
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	g := &Gateway{
+		cfg:     cfg,
+		log:     log,
+		limiter: newRateLimiter(cfg.HandshakeRate, cfg.HandshakeBurst, cfg.MaxRateLimitedSources),
+	}
+	g.table.Store(newTable(nil, nil))
+	return g, nil
+}
+
+// SetBackends replaces the routing table. Unchanged backends keep their sessions;
+// sessions of removed backends (or of backends whose endpoint changed) end.
+// Entries with a public key seen earlier in the list are ignored.
+func (g *Gateway) SetBackends(backends []Backend) {
+	g.tableMu.Lock()
+	defer g.tableMu.Unlock()
+	seen := map[[32]byte]bool{}
+	uniq := make([]Backend, 0, len(backends))
+	for _, b := range backends {
+		if seen[b.PublicKey] || !b.Endpoint.IsValid() {
+			continue
+		}
+		seen[b.PublicKey] = true
+		b.Endpoint = netip.AddrPortFrom(b.Endpoint.Addr().Unmap(), b.Endpoint.Port())
+		uniq = append(uniq, b)
+	}
+	sort.Slice(uniq, func(i, j int) bool { return uniq[i].Name < uniq[j].Name })
+	g.table.Store(newTable(uniq, g.table.Load()))
+}
+
+// Listen opens the shards' listener sockets (SO_REUSEPORT on one port). A host-less
+// address (":51820") is dual-stack; an IPv4 or IPv6 literal binds that family only.
+func (g *Gateway) Listen(ctx context.Context) error {
+	host, _, err := net.SplitHostPort(g.cfg.ListenAddress)
+	if err != nil {
+		return fmt.Errorf("listen address %q: %w", g.cfg.ListenAddress, err)
+	}
+	network := "udp"
+	if ip, err := netip.ParseAddr(host); err == nil {
+		network = "udp6"
+		if ip.Is4() {
+			network = "udp4"
+		}
+	}
+	addr := g.cfg.ListenAddress
+	for i := 0; i < g.cfg.Shards; i++ {
+		c, err := udpbatch.ListenReusePort(ctx, network, addr)
+		if err != nil {
+			g.closeListeners()
+			g.lns = nil
+			return fmt.Errorf("listen on %s: %w", addr, err)
+		}
+		udpbatch.SetBuffers(c, 4<<20)
+		g.lns = append(g.lns, c)
+		if i == 0 {
+			// Port 0 picks a port; the other shards must share it.
+			addr = c.LocalAddr().String()
+		}
+	}
+	return nil
+}
+
+func (g *Gateway) closeListeners() {
+	for _, c := range g.lns {
+		c.Close()
+	}
+}
+
+// LocalAddr is the listening address (after Listen).
+func (g *Gateway) LocalAddr() net.Addr {
+	if len(g.lns) == 0 {
+		return nil
+	}
+	return g.lns[0].LocalAddr()
+}
+
+// Serve relays packets until ctx ends, then closes every socket. Listen must have
+// been called.
+func (g *Gateway) Serve(parent context.Context) error {
+	if len(g.lns) == 0 {
+		return errors.New("gateway: Serve before Listen")
+	}
+	grp, ctx := errgroup.WithContext(parent)
+	closers := &closerSet{}
+	perShard := (g.cfg.MaxSessions + len(g.lns) - 1) / len(g.lns)
+	shards := make([]*shard, 0, len(g.lns))
+	var readers []*udpbatch.Conn
+	var sios []*shardIO
+	for i, ln := range g.lns {
+		sio := &shardIO{g: g, ctx: ctx, grp: grp, ln: ln, closers: closers, index: i}
+		sio.sh = newShard(shardConfig{
+			maxSessions:       perShard,
+			maxUpstreams:      g.cfg.MaxClientsPerBackend,
+			pendingTimeout:    g.cfg.PendingTimeout.Nanoseconds(),
+			idleTimeout:       g.cfg.IdleTimeout.Nanoseconds(),
+			newUpstreamSocket: sio.openUpstream,
+		})
+		shards = append(shards, sio.sh)
+		reader, err := udpbatch.New(ln, g.cfg.BatchSize)
+		if err != nil {
+			g.closeListeners()
+			return err
+		}
+		readers = append(readers, reader)
+		sios = append(sios, sio)
+	}
+	for i, sio := range sios {
+		reader := readers[i]
+		grp.Go(func() error { return sio.serveClients(reader) })
+		grp.Go(func() error { sio.janitor(); return nil })
+	}
+	g.shards.Store(&shards)
+	grp.Go(func() error {
+		<-ctx.Done()
+		g.closeListeners()
+		closers.closeAll()
+		return nil
+	})
+	err := grp.Wait()
+	if parent.Err() != nil {
+		return nil // shutdown: reads fail because their sockets were closed
+	}
+	return err
+}
+
+// closerSet closes the upstream sockets at shutdown.
+type closerSet struct {
+	mu     sync.Mutex
+	conns  []*net.UDPConn
+	closed bool
+}
+
+func (c *closerSet) add(conn *net.UDPConn) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return false
+	}
+	c.conns = append(c.conns, conn)
+	return true
+}
+
+func (c *closerSet) closeAll() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.closed = true
+	for _, conn := range c.conns {
+		conn.Close()
+	}
+}
+
+// shardIO runs one shard's sockets.
+type shardIO struct {
+	g       *Gateway
+	sh      *shard
+	ctx     context.Context
+	grp     *errgroup.Group
+	ln      *net.UDPConn
+	closers *closerSet
+	index   int
+}
+
+// openUpstream opens a socket towards backends and starts its reader. It runs with
+// the shard's lock held (from the client path), so it must not take it.
+func (s *shardIO) openUpstream(up *upstream) error {
+	// Dual-stack, so one socket reaches IPv4 and IPv6 backends alike.
+	c, err := net.ListenUDP("udp", nil)
+	if err != nil {
+		c, err = net.ListenUDP("udp4", nil) // IPv6 disabled on this host
+	}
+	if err != nil {
+		s.g.log.Error("cannot open upstream socket", "shard", s.index, "err", err)
+		return err
+	}
+	udpbatch.SetBuffers(c, 4<<20)
+	uc, err := udpbatch.New(c, s.g.cfg.BatchSize)
+	if err != nil {
+		c.Close()
+		return err
+	}
+	// Each upstream reader writes to the listener through its own wrapper, so no
+	// two goroutines share batch buffers.
+	lnWriter, err := udpbatch.New(s.ln, s.g.cfg.BatchSize)
+	if err != nil {
+		c.Close()
+		return err
+	}
+	if !s.closers.add(c) {
+		c.Close()
+		return net.ErrClosed
+	}
+	up.conn = uc
+	up.out = make([]udpbatch.Message, 0, s.g.cfg.BatchSize)
+	s.grp.Go(func() error { return s.serveBackends(up, lnWriter) })
+	return nil
+}
+
+func newBatch(n int) []udpbatch.Message {
+	ms := make([]udpbatch.Message, n)
+	for i := range ms {
+		ms[i].Buf = make([]byte, maxDatagram)
+	}
+	return ms
+}
+
+// serveClients reads the listener: client packets to upstream sockets.
+func (s *shardIO) serveClients(ln *udpbatch.Conn) error {
+	g, sh := s.g, s.sh
+	in := newBatch(g.cfg.BatchSize)
+	routes := make([]*backendState, g.cfg.BatchSize)
+	hints := make([]*backendState, g.cfg.BatchSize)
+	touched := make([]*upstream, 0, g.cfg.MaxClientsPerBackend)
+	for {
+		n, err := ln.ReadBatch(in)
+		if err != nil {
+			if s.ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("read from clients: %w", err)
+		}
+		now := time.Now().UnixNano()
+		// Initiations are routed by mac1 outside the lock: with many backends that
+		// is the costly step, and the backend readers must not wait for it.
+		hasInit := false
+		for i := 0; i < n; i++ {
+			routes[i] = nil
+			if isInitiation(in[i].Buf[:in[i].N]) {
+				hasInit = true
+			}
+		}
+		if hasInit {
+			sh.mu.Lock()
+			for i := 0; i < n; i++ {
+				if isInitiation(in[i].Buf[:in[i].N]) {
+					hints[i] = sh.lastRoute[in[i].Addr]
+				}
+			}
+			sh.mu.Unlock()
+			t := g.table.Load()
+			for i := 0; i < n; i++ {
+				if isInitiation(in[i].Buf[:in[i].N]) {
+					if !g.limiter.allow(in[i].Addr.Addr(), now) {
+						in[i].N = -1 // marks rate-limited
+						continue
+					}
+					routes[i] = t.route(in[i].Buf[:in[i].N], hints[i])
+					hints[i] = nil
+				}
+			}
+		}
+		sh.mu.Lock()
+		for i := 0; i < n; i++ {
+			if in[i].N < 0 {
+				sh.drops[dropRateLimited]++
+				continue
+			}
+			up, dst, reason := sh.fromClient(in[i].Addr, in[i].Buf[:in[i].N], routes[i], now)
+			if reason != forwarded {
+				sh.drops[reason]++
+				continue
+			}
+			if len(up.out) == 0 {
+				touched = append(touched, up)
+			}
+			up.out = append(up.out, udpbatch.Message{Buf: in[i].Buf, N: in[i].N, Addr: dst})
+		}
+		sh.mu.Unlock()
+		for _, up := range touched {
+			if up.conn != nil {
+				if _, err := up.conn.WriteBatch(up.out); err != nil && s.ctx.Err() == nil && !errors.Is(err, net.ErrClosed) {
+					g.log.Debug("write to backend failed", "err", err)
+				}
+			}
+			up.out = up.out[:0]
+		}
+		touched = touched[:0]
+	}
+}
+
+func isInitiation(b []byte) bool {
+	t, ok := wgproto.Type(b)
+	return ok && t == wgproto.MessageInitiation
+}
+
+// serveBackends reads one upstream socket: backend packets to clients.
+func (s *shardIO) serveBackends(up *upstream, ln *udpbatch.Conn) error {
+	sh := s.sh
+	in := newBatch(s.g.cfg.BatchSize)
+	out := make([]udpbatch.Message, 0, s.g.cfg.BatchSize)
+	for {
+		n, err := up.conn.ReadBatch(in)
+		if err != nil {
+			if s.ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			return fmt.Errorf("read from backends: %w", err)
+		}
+		now := time.Now().UnixNano()
+		sh.mu.Lock()
+		for i := 0; i < n; i++ {
+			dst, reason := sh.fromBackend(up, in[i].Addr, in[i].Buf[:in[i].N], now)
+			if reason != forwarded {
+				sh.drops[reason]++
+				continue
+			}
+			out = append(out, udpbatch.Message{Buf: in[i].Buf, N: in[i].N, Addr: dst})
+		}
+		sh.mu.Unlock()
+		if len(out) > 0 {
+			if _, err := ln.WriteBatch(out); err != nil && s.ctx.Err() == nil && !errors.Is(err, net.ErrClosed) {
+				s.g.log.Debug("write to client failed", "err", err)
+			}
+			out = out[:0]
+		}
+	}
+}
+
+// janitor expires sessions and rate-limiter entries once a second.
+func (s *shardIO) janitor() {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
+		}
+		now := time.Now().UnixNano()
+		s.sh.mu.Lock()
+		s.sh.sweep(now)
+		s.sh.mu.Unlock()
+		if s.index == 0 {
+			s.g.limiter.sweep(now)
+		}
+	}
+}
+
+// Shards is the number of listener sockets (after Listen).
+func (g *Gateway) Shards() int { return len(g.lns) }

@@ -1,0 +1,114 @@
+package wggateway
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// collector reads the data path's counters at scrape time, so forwarding a packet
+// costs no metric update beyond plain increments under the shard lock it holds
+// anyway.
+type collector struct {
+	g *Gateway
+
+	handshakes, sessions, pending, packets, bytes *prometheus.Desc
+	drops, rateLimited, rateLimitedSources        *prometheus.Desc
+	backends, totalSessions, upstreams            *prometheus.Desc
+}
+
+// Collector returns the gateway's metrics under namespace (e.g. trellis_wg_gateway).
+func (g *Gateway) Collector(namespace string) prometheus.Collector {
+	d := func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc(namespace+"_"+name, help, labels, nil)
+	}
+	return &collector{
+		g:                  g,
+		handshakes:         d("backend_handshakes_total", "Handshake initiations forwarded to the backend.", "backend"),
+		sessions:           d("backend_sessions", "Client sessions of the backend that it has answered.", "backend"),
+		pending:            d("backend_pending_sessions", "Client sessions of the backend still waiting for its first answer.", "backend"),
+		packets:            d("backend_packets_total", "Packets relayed, by direction (to_backend, to_client).", "backend", "direction"),
+		bytes:              d("backend_bytes_total", "UDP payload bytes relayed, by direction (to_backend, to_client).", "backend", "direction"),
+		drops:              d("dropped_packets_total", "Packets not relayed, by reason.", "reason"),
+		rateLimited:        d("rate_limited_initiations_total", "Handshake initiations refused by the per-source-IP rate limit."),
+		rateLimitedSources: d("rate_limited_sources", "Source IPs currently out of handshake tokens."),
+		backends:           d("backends", "Backends in the routing table."),
+		totalSessions:      d("sessions", "Client sessions over all backends (answered and pending)."),
+		upstreams:          d("upstream_sockets", "Sockets open towards backends."),
+	}
+}
+
+func (c *collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.handshakes, c.sessions, c.pending, c.packets, c.bytes, c.drops, c.rateLimited, c.rateLimitedSources, c.backends, c.totalSessions, c.upstreams} {
+		ch <- d
+	}
+}
+
+type backendTotals struct {
+	sessions, pending int
+	counts            [2]struct{ packets, bytes uint64 }
+}
+
+var directionNames = [2]string{toBackend: "to_backend", toClient: "to_client"}
+
+func (c *collector) Collect(ch chan<- prometheus.Metric) {
+	t := c.g.table.Load()
+	totals := make(map[*backendState]*backendTotals, len(t.backends))
+	for _, b := range t.backends {
+		bt := &backendTotals{}
+		for dir := range bt.counts {
+			bt.counts[dir].packets = b.retired[dir].packets.Load()
+			bt.counts[dir].bytes = b.retired[dir].bytes.Load()
+		}
+		totals[b] = bt
+	}
+	var drops [numDropReasons]uint64
+	sessions, upstreams := 0, 0
+	var shards []*shard
+	if p := c.g.shards.Load(); p != nil {
+		shards = *p
+	}
+	for _, sh := range shards {
+		sh.mu.Lock()
+		for i, n := range sh.drops {
+			drops[i] += n
+		}
+		sessions += sh.nSessions
+		upstreams += len(sh.ups)
+		for _, ss := range sh.byPair {
+			bt := totals[ss.backend]
+			if bt == nil {
+				continue // removed backend, session ends at the next sweep
+			}
+			if ss.established {
+				bt.sessions++
+			} else {
+				bt.pending++
+			}
+			for dir := range bt.counts {
+				bt.counts[dir].packets += ss.counts[dir].packets
+				bt.counts[dir].bytes += ss.counts[dir].bytes
+			}
+		}
+		sh.mu.Unlock()
+	}
+	for _, b := range t.backends {
+		bt := totals[b]
+		ch <- prometheus.MustNewConstMetric(c.handshakes, prometheus.CounterValue, float64(b.handshakes.Load()), b.Name)
+		ch <- prometheus.MustNewConstMetric(c.sessions, prometheus.GaugeValue, float64(bt.sessions), b.Name)
+		ch <- prometheus.MustNewConstMetric(c.pending, prometheus.GaugeValue, float64(bt.pending), b.Name)
+		for dir, name := range directionNames {
+			ch <- prometheus.MustNewConstMetric(c.packets, prometheus.CounterValue, float64(bt.counts[dir].packets), b.Name, name)
+			ch <- prometheus.MustNewConstMetric(c.bytes, prometheus.CounterValue, float64(bt.counts[dir].bytes), b.Name, name)
+		}
+	}
+	for r := dropReason(1); r < numDropReasons; r++ {
+		ch <- prometheus.MustNewConstMetric(c.drops, prometheus.CounterValue, float64(drops[r]), dropReasonNames[r])
+	}
+	limited, limitedSources := c.g.limiter.stats(time.Now().UnixNano())
+	ch <- prometheus.MustNewConstMetric(c.rateLimited, prometheus.CounterValue, float64(limited))
+	ch <- prometheus.MustNewConstMetric(c.rateLimitedSources, prometheus.GaugeValue, float64(limitedSources))
+	ch <- prometheus.MustNewConstMetric(c.backends, prometheus.GaugeValue, float64(len(t.backends)))
+	ch <- prometheus.MustNewConstMetric(c.totalSessions, prometheus.GaugeValue, float64(sessions))
+	ch <- prometheus.MustNewConstMetric(c.upstreams, prometheus.GaugeValue, float64(upstreams))
+}
