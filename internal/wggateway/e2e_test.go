@@ -581,4 +581,3 @@ func TestCookieReplyThroughGateway(t *testing.T) {
 		cookiesSent++
 	}
 }
-

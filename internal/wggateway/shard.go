@@ -88,10 +88,10 @@ type upstream struct {
 
 // shardConfig are the limits of one shard.
 type shardConfig struct {
-	maxSessions       int
-	maxUpstreams      int
-	pendingTimeout    int64 // nanos
-	idleTimeout       int64 // nanos
+	maxSessions    int
+	maxUpstreams   int
+	pendingTimeout int64 // nanos
+	idleTimeout    int64 // nanos
 	// newUpstreamSocket opens up's socket and starts its reader; nil in tests of
 	// the core, where upstreams have no socket.
 	newUpstreamSocket func(up *upstream) error
