@@ -29,6 +29,10 @@ type LoadConfig struct {
 	Quiet time.Duration
 	// WarmupTimeout bounds Warmup (default 10s).
 	WarmupTimeout time.Duration
+	// Header is copied to the start of every datagram, for relays that look at
+	// their packets (e.g. a WireGuard transport header); the warm-up marker
+	// follows it. Size is raised to fit it.
+	Header []byte
 }
 
 // Load sends datagrams from a source Conn to the input of a relay under test
@@ -46,6 +50,7 @@ type Load struct {
 	out       []Message // one batch of measured datagrams, sharing one payload
 	warm      []Message // one warm-up datagram
 	in        []Message // the sink's batch
+	mark      int       // offset of the warm-up marker
 }
 
 // NewLoad prepares a load from src to the relay input to, received on sink.
@@ -59,7 +64,7 @@ func NewLoad(src, sink *Conn, to netip.AddrPort, cfg LoadConfig) (*Load, error) 
 	if cfg.Size <= 0 {
 		cfg.Size = 100
 	}
-	cfg.Size = min(cfg.Size, MaxDatagram)
+	cfg.Size = min(max(cfg.Size, len(cfg.Header)+1), MaxDatagram)
 	if cfg.Batch <= 0 {
 		cfg.Batch = DefaultBatch
 	}
@@ -75,13 +80,15 @@ func NewLoad(src, sink *Conn, to netip.AddrPort, cfg LoadConfig) (*Load, error) 
 	for i := range payload {
 		payload[i] = byte(i)
 	}
-	payload[0] = markMeasured
+	copy(payload, cfg.Header)
+	l.mark = len(cfg.Header)
+	payload[l.mark] = markMeasured
 	l.out = make([]Message, cfg.Batch)
 	for i := range l.out {
 		l.out[i] = Message{Buf: payload, N: cfg.Size, Addr: to}
 	}
 	warm := append([]byte(nil), payload...)
-	warm[0] = markWarmup
+	warm[l.mark] = markWarmup
 	l.warm = []Message{{Buf: warm, N: cfg.Size, Addr: to}}
 	l.in = NewMessages(cfg.Batch, max(cfg.Size, 2048))
 	return l, nil
@@ -193,7 +200,7 @@ func (l *Load) drain(want int, sending *atomic.Bool) drainResult {
 		got := 0
 		for i := range l.in[:n] {
 			m := &l.in[i]
-			if m.N > 0 && m.Buf[0] == markMeasured {
+			if m.N > l.mark && m.Buf[l.mark] == markMeasured {
 				got++
 				d.bytes += int64(m.N)
 			}

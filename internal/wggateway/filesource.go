@@ -173,15 +173,15 @@ func (s *FileSource) apply(ctx context.Context, st *fileState, update func([]Bac
 	problems := map[string]sourceProblem{}
 	for _, e := range st.entries {
 		if e.problem != nil {
-			problems[e.Name] = *e.problem
+			problems[e.name] = *e.problem
 			continue
 		}
-		ep, p := s.endpoint(ctx, e, previous[e.Name])
+		ep, p := s.endpoint(ctx, e, previous[e.name])
 		if p != nil {
-			problems[e.Name] = *p
+			problems[e.name] = *p
 			continue
 		}
-		backends = append(backends, Backend{Name: e.Name, PublicKey: e.key, Endpoint: ep})
+		backends = append(backends, Backend{Name: e.name, PublicKey: e.key, Endpoint: ep})
 	}
 	sortBackends(backends)
 	backends = dropDuplicateKeys(backends, problems)
@@ -216,7 +216,7 @@ func (s *FileSource) endpoint(ctx context.Context, e fileEntry, previous netip.A
 	}
 	if err != nil {
 		if previous.IsValid() {
-			s.log.Debug("resolving backend host failed, keeping its address", "backend", e.Name, "host", e.host, "error", err)
+			s.log.Debug("resolving backend host failed, keeping its address", "backend", e.name, "host", e.host, "error", err)
 			return previous, nil
 		}
 		return netip.AddrPort{}, &sourceProblem{skipNoAddress, fmt.Sprintf("resolve host %q: %v", e.host, err)}
@@ -248,8 +248,8 @@ type fileEntryFields struct {
 // fileEntry is one parsed entry: valid (problem nil) with a key and either an
 // address or a host name to resolve, or skipped with a problem.
 type fileEntry struct {
-	// Name is the entry's name, or "backends[i]" for an entry without a usable name.
-	Name     string
+	// name is the entry's name, or "backends[i]" for an entry without a usable name.
+	name     string
 	key      [32]byte
 	addrPort netip.AddrPort // when the endpoint is an IP address
 	host     string         // when the endpoint is a host name
@@ -279,11 +279,11 @@ func parseBackendsFile(data []byte) ([]fileEntry, error) {
 	for i, raw := range doc.Backends {
 		e := parseFileEntry(i, raw)
 		if e.problem == nil {
-			if first, dup := firstIndex[e.Name]; dup {
-				e.problem = &sourceProblem{skipInvalidEntry, fmt.Sprintf("name %q already used by backends[%d]", e.Name, first)}
-				e.Name = entryIndexName(i)
+			if first, dup := firstIndex[e.name]; dup {
+				e.problem = &sourceProblem{skipInvalidEntry, fmt.Sprintf("name %q already used by backends[%d]", e.name, first)}
+				e.name = entryIndexName(i)
 			} else {
-				firstIndex[e.Name] = i
+				firstIndex[e.name] = i
 			}
 		}
 		entries = append(entries, e)
@@ -298,15 +298,15 @@ func entryIndexName(i int) string { return "backends[" + strconv.Itoa(i) + "]" }
 func parseFileEntry(i int, raw json.RawMessage) fileEntry {
 	var f fileEntryFields
 	if string(raw) == "null" {
-		return fileEntry{Name: entryIndexName(i), problem: &sourceProblem{skipInvalidEntry, "entry is empty"}}
+		return fileEntry{name: entryIndexName(i), problem: &sourceProblem{skipInvalidEntry, "entry is empty"}}
 	}
 	if err := strictJSON(raw, &f); err != nil {
-		return fileEntry{Name: entryIndexName(i), problem: &sourceProblem{skipInvalidEntry, err.Error()}}
+		return fileEntry{name: entryIndexName(i), problem: &sourceProblem{skipInvalidEntry, err.Error()}}
 	}
 	if err := validBackendName(f.Name); err != nil {
-		return fileEntry{Name: entryIndexName(i), problem: &sourceProblem{skipInvalidEntry, err.Error()}}
+		return fileEntry{name: entryIndexName(i), problem: &sourceProblem{skipInvalidEntry, err.Error()}}
 	}
-	e := fileEntry{Name: f.Name}
+	e := fileEntry{name: f.Name}
 	if strings.TrimSpace(f.PublicKey) == "" {
 		e.problem = &sourceProblem{skipMissingKey, "publicKey is missing"}
 		return e

@@ -692,7 +692,7 @@ func FuzzFileSourceParse(f *testing.F) {
 			return
 		}
 		for _, e := range entries {
-			if e.Name == "" {
+			if e.name == "" {
 				t.Fatalf("entry without a name: %+v", e)
 			}
 			if e.problem == nil && e.host == "" && !e.addrPort.IsValid() {
