@@ -1,0 +1,121 @@
+package wggateway
+
+import (
+	"bufio"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestBinary builds cmd/wg-gateway and runs it as operators do: a backends file,
+// web endpoints, SIGTERM. It checks the flags' validation, readiness following
+// the backend source, the metrics, and a clean exit.
+func TestBinary(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary; skipped in -short mode")
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "wg-gateway")
+	build := exec.Command("go", "build", "-o", bin, "../../cmd/wg-gateway")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+
+	// Bad flags: exit code 2, every problem named.
+	out, err := exec.Command(bin, "--backends.source=file", "--gateway.batch-size=0").CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(string(out), "--backends.file: required") || !strings.Contains(string(out), "--gateway.batch-size") {
+		t.Fatalf("bad flags: %v\n%s", err, out)
+	}
+
+	key, _ := sourceTestKey(3)
+	file := filepath.Join(dir, "backends.yaml")
+	content := "backends:\n  - name: shoot-a\n    publicKey: " + base64.StdEncoding.EncodeToString(key[:]) + "\n    endpoint: 127.0.0.1:51999\n"
+	if err := os.WriteFile(file, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "--backends.source=file", "--backends.file="+file,
+		"--wireguard.listen-address=127.0.0.1:0", "--web.listen-address=127.0.0.1:0", "--log.format=json")
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+
+	// Read the log until both addresses are known.
+	var web, udp string
+	logs := bufio.NewScanner(stderr)
+	deadline := time.AfterFunc(30*time.Second, func() { _ = cmd.Process.Kill() })
+	for (web == "" || udp == "") && logs.Scan() {
+		var l struct{ Msg, Address string }
+		if json.Unmarshal(logs.Bytes(), &l) == nil {
+			switch l.Msg {
+			case "serving web endpoints":
+				web = l.Address
+			case "listening":
+				udp = l.Address
+			}
+		}
+	}
+	deadline.Stop()
+	if web == "" || udp == "" {
+		t.Fatalf("addresses not logged (web %q, udp %q)", web, udp)
+	}
+	go io.Copy(io.Discard, stderr)
+
+	fetch := func(path string) (int, string) {
+		resp, err := http.Get("http://" + web + path)
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	until := time.Now().Add(30 * time.Second)
+	for {
+		code, body := fetch("/readyz")
+		if code == 200 {
+			break
+		}
+		if time.Now().After(until) {
+			t.Fatalf("/readyz never ready: %d %s", code, body)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	_, metrics := fetch("/metrics")
+	for _, want := range []string{
+		"trellis_wg_gateway_backends 1",
+		`trellis_wg_gateway_backend_sessions{backend="shoot-a"} 0`,
+		`trellis_wg_gateway_dropped_packets_total{reason="no_backend"} 0`,
+		"trellis_wg_gateway_build_info{",
+		`trellis_wg_gateway_backend_source_updates_total{source="file"} 1`,
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("exit after SIGTERM: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("no exit after SIGTERM")
+	}
+}
