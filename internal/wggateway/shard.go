@@ -20,7 +20,6 @@ const (
 	dropBackendFull              // every upstream slot of the backend holds an established client
 	dropSessionLimit             // session cap reached
 	dropBackendGone              // session of a removed backend
-	dropUnexpected               // a message type that is never sent in that direction
 	dropUpstreamError            // no upstream socket could be opened
 	numDropReasons
 )
@@ -34,7 +33,6 @@ var dropReasonNames = [numDropReasons]string{
 	dropBackendFull:   "backend_full",
 	dropSessionLimit:  "session_limit",
 	dropBackendGone:   "backend_removed",
-	dropUnexpected:    "unexpected_type",
 	dropUpstreamError: "upstream_error",
 }
 
