@@ -177,12 +177,16 @@ func startGateway(t testing.TB, addr string, backends []Backend) *runningGateway
 		cancel()
 		t.Fatal(err)
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(gw.Collector("trellis_wg_gateway"))
-	rg := &runningGateway{gw: gw, addr: gw.LocalAddr().String(), cancel: cancel, done: make(chan error, 1), reg: reg}
+	rg := &runningGateway{gw: gw, addr: gw.LocalAddr().String(), cancel: cancel, done: make(chan error, 1), reg: newTestRegistry(gw)}
 	go func() { rg.done <- gw.Serve(ctx) }()
 	t.Cleanup(rg.stop)
 	return rg
+}
+
+func newTestRegistry(gw *Gateway) *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(gw.Collector("trellis_wg_gateway"))
+	return reg
 }
 
 func (rg *runningGateway) stop() {
