@@ -1,0 +1,132 @@
+// Package imds reads scheduled maintenance and termination notices from the
+// instance metadata services of Azure, AWS and GCP, and normalises them into one
+// Event model. It knows nothing about Kubernetes.
+package imds
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"time"
+)
+
+// Provider names.
+const (
+	Azure = "azure"
+	AWS   = "aws"
+	GCP   = "gcp"
+)
+
+// EventType is a normalised kind of event. RawType keeps the cloud's own word.
+type EventType string
+
+const (
+	// Reboot: the VM (or its host) is rebooted; the VM comes back.
+	// Azure Reboot, AWS instance-reboot / system-reboot.
+	TypeReboot EventType = "Reboot"
+	// Redeploy: the VM moves to another host (Azure Redeploy).
+	TypeRedeploy EventType = "Redeploy"
+	// Freeze: the VM is paused for a few seconds (Azure Freeze).
+	TypeFreeze EventType = "Freeze"
+	// Maintenance: host maintenance without a reboot the VM sees (AWS
+	// system-maintenance, GCP MIGRATE_ON_HOST_MAINTENANCE and upcoming maintenance).
+	TypeMaintenance EventType = "Maintenance"
+	// Preempt: a spot/preemptible VM is taken away (Azure Preempt, AWS spot
+	// instance-action, GCP preempted).
+	TypePreempt EventType = "Preempt"
+	// Terminate: the VM is deleted or stopped (Azure Terminate, AWS
+	// instance-retirement / instance-stop, GCP TERMINATE_ON_HOST_MAINTENANCE).
+	TypeTerminate EventType = "Terminate"
+	// Rebalance: AWS rebalance recommendation (a spot VM is at elevated risk).
+	TypeRebalance EventType = "Rebalance"
+)
+
+// Status of an event.
+type Status string
+
+const (
+	StatusScheduled Status = "Scheduled"
+	StatusStarted   Status = "Started"
+)
+
+// Event is one announced event that concerns this VM.
+type Event struct {
+	// ID is stable across polls for the same event (Azure EventId, AWS EventId,
+	// synthesised for spot/rebalance/GCP notices from their content).
+	ID       string
+	Provider string
+	Type     EventType
+	// RawType is the cloud's own name (e.g. "system-reboot", "Freeze",
+	// "TERMINATE_ON_HOST_MAINTENANCE").
+	RawType string
+	Status  Status
+	// NotBefore is the earliest start; zero when unknown or already started.
+	NotBefore time.Time
+	// Duration is the expected impact; negative when unknown.
+	Duration    time.Duration
+	Description string
+	// Approvable: the cloud accepts an early start (Azure only).
+	Approvable bool
+}
+
+// Snapshot is the complete set of current events of this VM at one poll.
+type Snapshot struct {
+	Events []Event
+	// Version changes whenever the cloud's document changes (Azure
+	// DocumentIncarnation, GCP ETag); empty when the cloud has none.
+	Version string
+}
+
+// Client polls one cloud's metadata service.
+type Client interface {
+	// Provider returns the provider name (Azure, AWS, GCP).
+	Provider() string
+	// Poll returns the current events of this VM. It may block up to the
+	// client's long-poll timeout (GCP waits for a change). Errors are
+	// *RequestError (HTTP status, transport) or *ParseError (malformed data);
+	// on error the caller keeps its previous state and retries with backoff.
+	Poll(ctx context.Context) (Snapshot, error)
+	// Approve asks the cloud to start the event now (Azure StartRequests).
+	// ErrNotSupported on clouds without approval.
+	Approve(ctx context.Context, eventID string) error
+}
+
+// ErrNotSupported is returned by Approve on clouds without early approval.
+var ErrNotSupported = errors.New("imds: not supported by this provider")
+
+// RequestError is a failed request to the metadata service.
+type RequestError struct {
+	Provider string
+	Path     string
+	// Status is the HTTP status, 0 for transport errors (timeouts, refused).
+	Status int
+	Err    error
+}
+
+func (e *RequestError) Error() string {
+	if e.Status != 0 {
+		return e.Provider + " metadata " + e.Path + ": HTTP " + strconv.Itoa(e.Status) + errSuffix(e.Err)
+	}
+	return e.Provider + " metadata " + e.Path + errSuffix(e.Err)
+}
+func (e *RequestError) Unwrap() error { return e.Err }
+
+// ParseError is a response the client did not understand; no action is taken
+// on it.
+type ParseError struct {
+	Provider string
+	Path     string
+	Err      error
+}
+
+func (e *ParseError) Error() string {
+	return e.Provider + " metadata " + e.Path + ": malformed response: " + e.Err.Error()
+}
+func (e *ParseError) Unwrap() error { return e.Err }
+
+func errSuffix(err error) string {
+	if err == nil {
+		return ""
+	}
+	return ": " + err.Error()
+}
