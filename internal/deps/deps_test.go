@@ -1,0 +1,43 @@
+// Package deps checks what each daemon binary links: a small daemon never carries
+// code it does not need (STYLE.md: per-binary dependency checks).
+package deps
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// forbidden lists, per binary, import path prefixes it must not link.
+var forbidden = map[string][]string{
+	"wg-gateway": {
+		"golang.zx2c4.com/wireguard", // tests only: the gateway holds no keys and runs no WireGuard
+		"gvisor.dev/",                // tests only (netstack peers)
+		"golang.org/x/crypto/",       // mac1 uses internal/wgproto's own BLAKE2s
+		"github.com/vishvananda/netlink",
+		"github.com/cilium/ebpf",
+		"k8s.io/kubectl",
+	},
+}
+
+func TestBinariesLinkOnlyWhatTheyNeed(t *testing.T) {
+	for bin, prefixes := range forbidden {
+		t.Run(bin, func(t *testing.T) {
+			out, err := exec.Command("go", "list", "-deps", "../../cmd/"+bin).Output()
+			if err != nil {
+				t.Fatalf("go list -deps ./cmd/%s: %v", bin, err)
+			}
+			deps := strings.Fields(string(out))
+			if len(deps) < 10 {
+				t.Fatalf("go list -deps returned only %d packages", len(deps))
+			}
+			for _, d := range deps {
+				for _, p := range prefixes {
+					if strings.HasPrefix(d, p) {
+						t.Errorf("%s links %s (forbidden prefix %s)", bin, d, p)
+					}
+				}
+			}
+		})
+	}
+}
