@@ -69,12 +69,35 @@ type Event struct {
 	Approvable bool
 }
 
+// DurationUnknown is Event.Duration when the cloud does not say how long the
+// impact lasts (Azure DurationInSeconds -1, AWS without NotAfter, ...).
+const DurationUnknown time.Duration = -1
+
 // Snapshot is the complete set of current events of this VM at one poll.
 type Snapshot struct {
+	// Events are the events the client understood; only these may be acted on.
 	Events []Event
 	// Version changes whenever the cloud's document changes (Azure
 	// DocumentIncarnation, GCP ETag); empty when the cloud has none.
 	Version string
+	// Unknown lists notices for this VM that the client did not understand (a
+	// new event type, code, action or status). They are never in Events and
+	// never approvable: the caller counts and reports them (e.g. a metric
+	// "unknown event type" with RawType) and takes no action.
+	Unknown []UnknownEvent
+}
+
+// UnknownEvent is a notice for this VM that the client reports but does not act on.
+type UnknownEvent struct {
+	// ID is the cloud's or the synthesised event id; empty when there is none.
+	ID       string
+	Provider string
+	// RawType is the cloud's own type word (Azure EventType, AWS Code or spot
+	// action, GCP value); not understood unless RawStatus is set.
+	RawType string
+	// RawStatus is the cloud's status word when that is what was not
+	// understood (Azure EventStatus, AWS State, GCP maintenance_status).
+	RawStatus string
 }
 
 // Client polls one cloud's metadata service.
@@ -87,12 +110,17 @@ type Client interface {
 	// on error the caller keeps its previous state and retries with backoff.
 	Poll(ctx context.Context) (Snapshot, error)
 	// Approve asks the cloud to start the event now (Azure StartRequests).
-	// ErrNotSupported on clouds without approval.
+	// ErrNotSupported on clouds without approval; ErrEventNotListed for an id
+	// that the last successful Poll did not return in Snapshot.Events.
 	Approve(ctx context.Context, eventID string) error
 }
 
 // ErrNotSupported is returned by Approve on clouds without early approval.
 var ErrNotSupported = errors.New("imds: not supported by this provider")
+
+// ErrEventNotListed is returned by Approve for an event id that the last
+// successful Poll did not list as an actionable event of this VM.
+var ErrEventNotListed = errors.New("imds: event not listed for this VM by the last poll")
 
 // RequestError is a failed request to the metadata service.
 type RequestError struct {

@@ -1,0 +1,165 @@
+package eventwatcher
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/trellis-garden/trellis/internal/imds/imdsfake"
+	"github.com/trellis-garden/trellis/internal/testenv"
+)
+
+// TestBinary builds cmd/event-watcher and runs it against a fake Azure metadata
+// service and the real API server: provider detection from the providerID, an
+// event for this VM becomes a taint (an event for another VM of the group does
+// not), the taint goes when the event is over, SIGTERM exits 0.
+func TestBinary(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary; skipped in -short mode")
+	}
+	env := testenv.Get(t)
+	ctx := context.Background()
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "event-watcher")
+	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/event-watcher").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+
+	// Bad flags: exit 2 with every problem named.
+	out, err := exec.Command(bin, "--provider=openstack", "--actions=Freeze=explode", "--node.name=").CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(string(out), "--actions") {
+		t.Fatalf("bad flags: %v\n%s", err, out)
+	}
+
+	nodeName := "binary-" + strings.ToLower(env.Namespace(t))
+	node := &corev1.Node{
+		ObjectMeta: metav1.ObjectMeta{Name: nodeName},
+		Spec:       corev1.NodeSpec{ProviderID: "azure:///subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/virtualMachineScaleSets/pool/virtualMachines/3"},
+	}
+	created, err := env.Client.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	created.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: "KubeletReady", LastHeartbeatTime: metav1.Now(), LastTransitionTime: metav1.Now()}}
+	if _, err := env.Client.CoreV1().Nodes().UpdateStatus(ctx, created, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+
+	fake := imdsfake.NewAzure()
+	srv := fake.Start()
+	defer srv.Close()
+
+	cmd := exec.Command(bin, "--kubeconfig="+env.Kubeconfig, "--node.name="+nodeName, "--provider=auto",
+		"--metadata.endpoint="+srv.URL, "--poll.interval=100ms", "--web.listen-address=127.0.0.1:0", "--log.format=json")
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	var web string
+	logs := bufio.NewScanner(stderr)
+	killer := time.AfterFunc(30*time.Second, func() { _ = cmd.Process.Kill() })
+	for web == "" && logs.Scan() {
+		var l struct{ Msg, Address string }
+		if json.Unmarshal(logs.Bytes(), &l) == nil && l.Msg == "serving web endpoints" {
+			web = l.Address
+		}
+	}
+	killer.Stop()
+	go io.Copy(io.Discard, stderr)
+	if web == "" {
+		t.Fatal("web address not logged")
+	}
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s", what)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	waitFor("readiness", func() bool {
+		resp, err := http.Get("http://" + web + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	})
+	tainted := func() bool {
+		n, err := env.Client.CoreV1().Nodes().Get(ctx, nodeName, metav1.GetOptions{})
+		if err != nil {
+			return false
+		}
+		for _, tn := range n.Spec.Taints {
+			if tn.Key == TaintKey {
+				return true
+			}
+		}
+		return false
+	}
+
+	// Another VM's event (the document is broadcast to the whole group) changes nothing.
+	other := fake.Schedule(imdsfake.AzureEvent{EventType: "Freeze", Resources: []string{"pool_4"}, NotBefore: imdsfake.AzureTime(time.Now().Add(15 * time.Minute)), DurationInSeconds: 5})
+	id := fake.Schedule(imdsfake.AzureEvent{EventType: "Freeze", Resources: []string{"pool_3"}, NotBefore: imdsfake.AzureTime(time.Now().Add(15 * time.Minute)), DurationInSeconds: 5})
+	waitFor("the taint", tainted)
+	// The condition is a separate write (status subresource): poll for it too.
+	var n *corev1.Node
+	waitFor("the condition", func() bool {
+		n, _ = env.Client.CoreV1().Nodes().Get(ctx, nodeName, metav1.GetOptions{})
+		for _, c := range n.Status.Conditions {
+			if c.Type == ConditionType && c.Status == corev1.ConditionTrue {
+				if !strings.Contains(c.Message, id) || strings.Contains(c.Message, other) {
+					t.Fatalf("condition message %q, want it to name %s only", c.Message, id)
+				}
+				return true
+			}
+		}
+		return false
+	})
+	if n.Spec.Unschedulable {
+		t.Fatal("a Freeze (default action taint) cordoned the node")
+	}
+	if err := fake.Complete(id); err != nil {
+		t.Fatal(err)
+	}
+	waitFor("the taint to go", func() bool { return !tainted() })
+	resp, err := http.Get("http://" + web + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), "trellis_event_watcher_build_info{") || !strings.Contains(string(body), "trellis_event_watcher_") {
+		t.Fatal("metrics missing")
+	}
+
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("exit after SIGTERM: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("no exit after SIGTERM")
+	}
+}

@@ -1,0 +1,120 @@
+package eventwatcher
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+
+	appsv1 "k8s.io/api/apps/v1"
+	authorizationv1 "k8s.io/api/authorization/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/client-go/kubernetes/scheme"
+
+	"github.com/trellis-garden/trellis/internal/testenv"
+)
+
+// TestDeployBase checks deploy/event-watcher/base against the real API server: the
+// objects are accepted (server-side dry run), the DaemonSet has what a per-node
+// daemon needs, and the RBAC grants what the controller does and nothing more.
+func TestDeployBase(t *testing.T) {
+	env := testenv.Get(t)
+	ctx := context.Background()
+	files, _ := filepath.Glob("../../deploy/event-watcher/base/*.yaml")
+	dry := metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}}
+	var ds *appsv1.DaemonSet
+	for _, f := range files {
+		if filepath.Base(f) == "kustomization.yaml" {
+			continue
+		}
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
+		for {
+			doc, err := r.Read()
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(bytes.TrimSpace(doc)) == 0 {
+				continue
+			}
+			obj, _, err := scheme.Codecs.UniversalDeserializer().Decode(doc, nil, nil)
+			if err != nil {
+				t.Fatalf("%s: %v", f, err)
+			}
+			switch o := obj.(type) {
+			case *corev1.ServiceAccount:
+				_, err = env.Client.CoreV1().ServiceAccounts("kube-system").Create(ctx, o, dry)
+			case *rbacv1.ClusterRole:
+				_, err = env.Client.RbacV1().ClusterRoles().Create(ctx, o, metav1.CreateOptions{})
+			case *rbacv1.ClusterRoleBinding:
+				_, err = env.Client.RbacV1().ClusterRoleBindings().Create(ctx, o, metav1.CreateOptions{})
+			case *appsv1.DaemonSet:
+				ds = o
+				_, err = env.Client.AppsV1().DaemonSets("kube-system").Create(ctx, o, dry)
+			default:
+				t.Fatalf("unexpected %T in the base", obj)
+			}
+			if err != nil && !apierrors.IsAlreadyExists(err) {
+				t.Fatalf("%s: %T rejected: %v", f, obj, err)
+			}
+		}
+	}
+	if ds == nil {
+		t.Fatal("no DaemonSet")
+	}
+	pod := ds.Spec.Template.Spec
+	c := pod.Containers[0]
+	nodeNameFromDownwardAPI := false
+	for _, e := range c.Env {
+		if e.Name == "NODE_NAME" && e.ValueFrom != nil && e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == "spec.nodeName" {
+			nodeNameFromDownwardAPI = true
+		}
+	}
+	tolerateAll := len(pod.Tolerations) == 1 && pod.Tolerations[0].Operator == corev1.TolerationOpExists && pod.Tolerations[0].Key == ""
+	if !pod.HostNetwork || !nodeNameFromDownwardAPI || !tolerateAll || c.ReadinessProbe == nil || c.LivenessProbe == nil ||
+		pod.SecurityContext == nil || pod.SecurityContext.RunAsNonRoot == nil || !*pod.SecurityContext.RunAsNonRoot || c.Resources.Requests.Cpu().IsZero() {
+		t.Fatal("DaemonSet lacks hostNetwork, NODE_NAME from the downward API, tolerate-all, probes, non-root or requests")
+	}
+
+	sa := "system:serviceaccount:kube-system:event-watcher"
+	can := func(verb, resource, sub, ns string) bool {
+		r, err := env.Client.AuthorizationV1().SubjectAccessReviews().Create(ctx, &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
+			User: sa, Groups: []string{"system:serviceaccounts", "system:serviceaccounts:kube-system"},
+			ResourceAttributes: &authorizationv1.ResourceAttributes{Verb: verb, Resource: resource, Subresource: sub, Namespace: ns},
+		}}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.Status.Allowed
+	}
+	for _, a := range []struct{ verb, res, sub, ns string }{
+		{"get", "nodes", "", ""}, {"watch", "nodes", "", ""}, {"update", "nodes", "", ""}, {"patch", "nodes", "", ""},
+		{"patch", "nodes", "status", ""}, {"list", "pods", "", ""}, {"create", "pods", "eviction", "shoot"},
+		{"create", "events", "", "default"}, {"patch", "events", "", "default"},
+	} {
+		if !can(a.verb, a.res, a.sub, a.ns) {
+			t.Errorf("event-watcher may not %s %s/%s", a.verb, a.res, a.sub)
+		}
+	}
+	for _, a := range []struct{ verb, res, sub string }{
+		{"list", "secrets", ""}, {"delete", "pods", ""}, {"delete", "nodes", ""}, {"update", "pods", ""}, {"create", "pods", ""},
+	} {
+		if can(a.verb, a.res, a.sub, "default") {
+			t.Errorf("event-watcher may %s %s: more than it needs", a.verb, a.res)
+		}
+	}
+}
