@@ -1,8 +1,8 @@
 package eventwatcher
 
 import (
-	"encoding/json"
 	"context"
+	"encoding/json"
 	"log/slog"
 	"strings"
 	"sync"
