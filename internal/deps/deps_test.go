@@ -18,6 +18,14 @@ var forbidden = map[string][]string{
 		"github.com/cilium/ebpf",
 		"k8s.io/kubectl",
 	},
+	"event-watcher": {
+		"golang.zx2c4.com/wireguard",
+		"gvisor.dev/",
+		"github.com/vishvananda/netlink",
+		"github.com/cilium/ebpf",
+		"k8s.io/kubectl", // its drain is a small eviction loop
+		"github.com/trellis-garden/trellis/internal/imds/imdsfake", // tests and demo only
+	},
 }
 
 func TestBinariesLinkOnlyWhatTheyNeed(t *testing.T) {
