@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/trellis-garden/trellis/internal/daemon"
+	"github.com/trellis-garden/trellis/internal/kube"
 )
 
 // NewCommand builds the wg-gateway command.
@@ -47,7 +48,7 @@ func run(ctx context.Context, d *daemon.Daemon, o *Options) error {
 		if err != nil {
 			return err
 		}
-		recorder, stopEvents := NewEventRecorder(client, Name)
+		recorder, stopEvents := kube.NewEventRecorder(client, Name)
 		defer stopEvents()
 		ks := NewKubeSource(client, KubeSourceOptions{
 			Namespace:     o.Namespace,

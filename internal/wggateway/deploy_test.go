@@ -23,6 +23,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
 
+	"github.com/trellis-garden/trellis/internal/kube"
 	"github.com/trellis-garden/trellis/internal/testenv"
 )
 
@@ -124,7 +125,7 @@ func TestDeployBase(t *testing.T) {
 	k, b64 := sourceTestKey(9)
 	svc := createTestService(ctx, t, env.Client, ns, kubeTestService{name: "vpn-seed-server", labelled: true, key: b64, extraLabels: map[string]string{"test": ns}})
 	createTestService(ctx, t, env.Client, ns, kubeTestService{name: "broken", labelled: true, key: "nope", extraLabels: map[string]string{"test": ns}})
-	recorder, stop := NewEventRecorder(sa, Name)
+	recorder, stop := kube.NewEventRecorder(sa, Name)
 	defer stop()
 	src := NewKubeSource(sa, KubeSourceOptions{LabelSelector: "trellis.dev/wg-gateway=true,test=" + ns, EventRecorder: recorder}, nil, nil)
 	u := &sourceUpdates{}

@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
-	"os"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -19,8 +18,6 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/kubernetes/scheme"
-	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
@@ -302,15 +299,4 @@ func servicePort(svc *corev1.Service, portName string, defaultPort uint16) (uint
 		return uint16(p.Port), nil
 	}
 	return defaultPort, nil
-}
-
-// NewEventRecorder returns a recorder that writes Events to the API server as
-// component (e.g. "trellis-wg-gateway"), and a function that stops it. The Events
-// need RBAC create and patch on events in the Services' namespaces.
-func NewEventRecorder(client kubernetes.Interface, component string) (record.EventRecorder, func()) {
-	broadcaster := record.NewBroadcaster()
-	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: client.CoreV1().Events("")})
-	host, _ := os.Hostname() // the pod name in a cluster; only informative
-	recorder := broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: component, Host: host})
-	return recorder, broadcaster.Shutdown
 }

@@ -17,6 +17,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/record"
 
+	"github.com/trellis-garden/trellis/internal/kube"
 	"github.com/trellis-garden/trellis/internal/testenv"
 )
 
@@ -232,7 +233,7 @@ func TestKubeSourceFollowsServices(t *testing.T) {
 	// A labelled Service in another namespace is outside this source's scope.
 	createTestService(ctx, t, client, env.Namespace(t), kubeTestService{name: "elsewhere", labelled: true, key: b4})
 
-	recorder, stopEvents := NewEventRecorder(client, "trellis-wg-gateway-test")
+	recorder, stopEvents := kube.NewEventRecorder(client, "trellis-wg-gateway-test")
 	t.Cleanup(stopEvents)
 	events := &countingRecorder{EventRecorder: recorder}
 	reg := prometheus.NewRegistry()

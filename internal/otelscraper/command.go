@@ -1,0 +1,131 @@
+// Package otelscraper is otel-shoot-scraper: it scrapes the node-local metrics
+// endpoints of a shoot node (kubelet, cAdvisor, node-exporter, annotated pods,
+// static targets), filters them by rules operators change at run time, converts
+// them to OTLP and pushes them through a bounded on-disk queue, so receiver
+// outages and restarts lose nothing.
+package otelscraper
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/spf13/cobra"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/trellis-garden/trellis/internal/daemon"
+	"github.com/trellis-garden/trellis/internal/kube"
+	"github.com/trellis-garden/trellis/internal/otlpexport"
+)
+
+// NewCommand builds the otel-shoot-scraper command.
+func NewCommand() *cobra.Command {
+	o := NewOptions()
+	return daemon.NewCommand(daemon.Spec{
+		Name:  Name,
+		Short: "Node-local metrics scraping with run-time filter rules and lossless OTLP push",
+		Long: `otel-shoot-scraper runs on every shoot node. It scrapes the kubelet (/metrics,
+/metrics/cadvisor, /metrics/resource), node-exporter, pods on its node annotated
+prometheus.io/scrape: "true" and static targets, keeps what the filter rules allow
+(a ConfigMap, applied without restart; Gardener's allowlists by default), converts
+the samples to OTLP (cumulative sums with start times, gauges, histograms,
+summaries) and pushes them over gRPC or HTTP through a bounded on-disk queue.`,
+		ListenAddress: ":8083",
+		Options:       []daemon.Options{o},
+		Run:           func(ctx context.Context, d *daemon.Daemon) error { return run(ctx, d, o) },
+	})
+}
+
+func run(ctx context.Context, d *daemon.Daemon, o *Options) error {
+	exp, err := otlpexport.New(o.OTLP, d.Logger, d.Registry, d.Namespace)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := exp.Close(); err != nil {
+			d.Logger.Error("cannot close the export queue", "err", err.Error())
+		}
+	}()
+	d.Go("exporter", exp.Run)
+
+	m := newMetrics(d.Registry, d.Namespace)
+	if !o.UseAPI {
+		rules := NewRuleSource(nil, "", "", "", nil, d.Logger, d.Registry, d.Namespace)
+		mg := newManager(rules.Current, exp.Enqueue, m, d.Logger, o.resourceAttrs)
+		mg.sync(ctx, o.Discovery.targets(nil, nil))
+		<-ctx.Done()
+		mg.wait()
+		return nil
+	}
+
+	client, _, err := o.Kube.Clientset(Name)
+	if err != nil {
+		return err
+	}
+	recorder, stopEvents := kube.NewEventRecorder(client, Name)
+	defer stopEvents()
+	rules := NewRuleSource(client, o.rulesNamespace, o.rulesName, o.RulesKey, recorder, d.Logger, d.Registry, d.Namespace)
+	d.Go("rules", rules.Run)
+
+	inf := kube.NewNodeInformers(client, o.Node.Name, 0)
+	nodes := inf.Node.Core().V1().Nodes()
+	pods := inf.Pods.Core().V1().Pods()
+	kick := make(chan struct{}, 1)
+	notify := func() {
+		select {
+		case kick <- struct{}{}:
+		default:
+		}
+	}
+	handler := cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(any) { notify() },
+		UpdateFunc: func(any, any) { notify() },
+		DeleteFunc: func(any) { notify() },
+	}
+	if _, err := nodes.Informer().AddEventHandler(handler); err != nil {
+		return err
+	}
+	if o.Discovery.Pods {
+		if _, err := pods.Informer().AddEventHandler(handler); err != nil {
+			return err
+		}
+	}
+	inf.Start(ctx)
+	informers := kube.HasSynced(nodes.Informer())
+	if o.Discovery.Pods {
+		informers = kube.HasSynced(nodes.Informer(), pods.Informer())
+	}
+	d.Ready.Add("informers", informers)
+	d.Ready.Add("rules", func(context.Context) error {
+		if !rules.HasSynced() {
+			return errors.New("filter rules ConfigMap not read yet")
+		}
+		return nil
+	})
+	if err := inf.WaitForCacheSync(ctx); err != nil {
+		return err
+	}
+
+	mg := newManager(rules.Current, exp.Enqueue, m, d.Logger, o.resourceAttrs)
+	defer mg.wait()
+	// Target changes arrive through the informers; a slow resync also picks up
+	// pods whose readiness changed without an event we watch.
+	resync := time.NewTicker(30 * time.Second)
+	defer resync.Stop()
+	for {
+		node, _ := inf.GetNode()
+		var list []*corev1.Pod
+		if o.Discovery.Pods {
+			list, _ = pods.Lister().List(labels.Everything())
+		}
+		mg.sync(ctx, o.Discovery.targets(node, list))
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-kick:
+		case <-resync.C:
+		}
+	}
+}

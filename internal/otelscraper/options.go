@@ -1,0 +1,199 @@
+package otelscraper
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/trellis-garden/trellis/internal/daemon"
+	"github.com/trellis-garden/trellis/internal/kube"
+	"github.com/trellis-garden/trellis/internal/otlpexport"
+)
+
+// Name is the binary's name.
+const Name = "otel-shoot-scraper"
+
+const (
+	serviceAccountDir = "/var/run/secrets/kubernetes.io/serviceaccount"
+	// NodeIPEnv is set from the downward API (status.hostIP).
+	NodeIPEnv = "NODE_IP"
+)
+
+// Options are otel-shoot-scraper's own flags.
+type Options struct {
+	Node        kube.NodeOptions
+	Kube        kube.ClientOptions
+	Discovery   DiscoveryConfig
+	UseAPI      bool
+	StaticFlags []string
+
+	Interval time.Duration
+
+	RulesConfigMap string
+	RulesKey       string
+
+	ResourceAttrs []string
+	resourceAttrs map[string]string
+
+	OTLP           otlpexport.Config
+	OTLPProtocol   string
+	OTLPHeaders    []string
+	OTLPCAFile     string
+	OTLPCertFile   string
+	OTLPKeyFile    string
+	OTLPServerName string
+	OTLPSkipVerify bool
+	QueueMaxMiB    int64
+	MaxBatchKiB    int
+	rulesNamespace string
+	rulesName      string
+}
+
+// NewOptions returns the defaults.
+func NewOptions() *Options { return &Options{} }
+
+func (o *Options) AddFlags(fs *pflag.FlagSet) {
+	d := &o.Discovery
+	fs.DurationVar(&o.Interval, "scrape.interval", 15*time.Second, "Default interval between scrapes of a target.")
+	fs.DurationVar(&d.Timeout, "scrape.timeout", 10*time.Second, "Timeout of one scrape (capped at the target's interval).")
+	fs.StringVar(&d.NodeAddress, "node.address", os.Getenv(NodeIPEnv), "IP or host name of this node for kubelet and node-exporter (default $"+NodeIPEnv+", else the Node's InternalIP).")
+	fs.BoolVar(&d.Kubelet, "kubelet.enabled", true, "Scrape the kubelet's /metrics, /metrics/cadvisor and /metrics/resource.")
+	fs.IntVar(&d.KubeletPort, "kubelet.port", 10250, "Kubelet HTTPS port.")
+	fs.StringVar(&d.KubeletCAFile, "kubelet.ca-file", serviceAccountDir+"/ca.crt", "CA bundle to verify the kubelet's serving certificate.")
+	fs.StringVar(&d.KubeletTokenFile, "kubelet.token-file", serviceAccountDir+"/token", "Bearer token file for the kubelet (re-read at every scrape).")
+	fs.BoolVar(&d.KubeletInsecureTLS, "kubelet.insecure-skip-verify", false, "Do not verify the kubelet's certificate (self-signed kubelet serving certificates).")
+	fs.DurationVar(&d.KubeletInterval, "kubelet.interval", 0, "Interval for kubelet /metrics; 0 = --scrape.interval, negative disables this endpoint.")
+	fs.DurationVar(&d.CadvisorInterval, "cadvisor.interval", 0, "Interval for kubelet /metrics/cadvisor; 0 = --scrape.interval, negative disables.")
+	fs.DurationVar(&d.ResourceInterval, "kubelet.resource-interval", 0, "Interval for kubelet /metrics/resource; 0 = --scrape.interval, negative disables.")
+	fs.BoolVar(&d.NodeExporter, "node-exporter.enabled", true, "Scrape node-exporter on this node.")
+	fs.StringVar(&d.NodeExporterURL, "node-exporter.url", "", "node-exporter URL (default http://<node address>:9100/metrics).")
+	fs.DurationVar(&d.NodeExporterInterval, "node-exporter.interval", 0, "Interval for node-exporter; 0 = --scrape.interval.")
+	fs.BoolVar(&d.Pods, "pods.enabled", true, "Scrape pods on this node annotated prometheus.io/scrape: \"true\" (prometheus.io/port, /path, /scheme).")
+	fs.DurationVar(&d.PodsInterval, "pods.interval", 0, "Default interval for annotated pods (trellis.dev/scrape-interval overrides); 0 = --scrape.interval.")
+	fs.StringArrayVar(&o.StaticFlags, "target.static", nil, "A static target: job=<name>,url=<url>[,interval=<d>][,timeout=<d>]; repeatable.")
+	fs.BoolVar(&o.UseAPI, "discovery.kubernetes", true, "Use the Kubernetes API for this Node's address, its annotated pods and the rules ConfigMap; off: static targets and --node.address only.")
+
+	fs.StringVar(&o.RulesConfigMap, "rules.configmap", "kube-system/otel-shoot-scraper-rules", "namespace/name of the ConfigMap with filter rules (watched, applied without restart); the built-in Gardener defaults apply until it exists.")
+	fs.StringVar(&o.RulesKey, "rules.key", "rules.yaml", "Key of the rules in the ConfigMap.")
+	fs.StringArrayVar(&o.ResourceAttrs, "resource.attribute", nil, "An OTLP resource attribute added to every target, key=value (e.g. shoot.name=my-shoot); repeatable.")
+
+	c := &o.OTLP
+	fs.StringVar(&c.Endpoint, "otlp.endpoint", "", "OTLP receiver: host:port for grpc, the full URL (e.g. https://collector:4318/v1/metrics) for http/protobuf. Required.")
+	fs.StringVar(&o.OTLPProtocol, "otlp.protocol", "grpc", "grpc or http/protobuf.")
+	fs.BoolVar(&c.Insecure, "otlp.insecure", false, "Plain-text gRPC / allow http:// (no TLS).")
+	fs.StringVar(&o.OTLPCAFile, "otlp.ca-file", "", "CA bundle to verify the receiver (default: system roots).")
+	fs.StringVar(&o.OTLPCertFile, "otlp.cert-file", "", "Client certificate for mutual TLS.")
+	fs.StringVar(&o.OTLPKeyFile, "otlp.key-file", "", "Client key for mutual TLS.")
+	fs.StringVar(&o.OTLPServerName, "otlp.server-name", "", "TLS server name to verify (default: the endpoint's host).")
+	fs.BoolVar(&o.OTLPSkipVerify, "otlp.insecure-skip-verify", false, "Do not verify the receiver's certificate.")
+	fs.StringArrayVar(&o.OTLPHeaders, "otlp.header", nil, "A header sent with every export, key=value; repeatable.")
+	fs.StringVar(&c.BearerTokenFile, "otlp.bearer-token-file", "", "File with a bearer token for the receiver (re-read at every export).")
+	fs.StringVar(&c.Compression, "otlp.compression", "gzip", "gzip or none.")
+	fs.DurationVar(&c.Timeout, "otlp.timeout", 10*time.Second, "Timeout of one export request.")
+	fs.DurationVar(&c.RetryInitial, "otlp.retry.initial", time.Second, "First wait after a failed export (doubles, with jitter).")
+	fs.DurationVar(&c.RetryMax, "otlp.retry.max", 30*time.Second, "Longest wait between export retries.")
+	fs.IntVar(&o.MaxBatchKiB, "otlp.max-batch-kib", 4096, "Largest export request in KiB.")
+	fs.StringVar(&c.QueueDir, "queue.dir", "/var/lib/otel-shoot-scraper/queue", "Folder of the on-disk queue (a hostPath or emptyDir): survives receiver outages and scraper restarts; empty keeps the queue in memory.")
+	fs.Int64Var(&o.QueueMaxMiB, "queue.max-mib", 256, "Queue bound in MiB; when full the oldest data is dropped and counted.")
+	daemon.MarkSensitive(fs, "otlp.header")
+	o.Node.AddFlags(fs)
+	o.Kube.AddFlags(fs)
+}
+
+func (o *Options) Complete() error {
+	var errs []error
+	o.Discovery.NodeName = o.Node.Name
+	def := func(d *time.Duration) {
+		if *d == 0 {
+			*d = o.Interval
+		}
+	}
+	def(&o.Discovery.KubeletInterval)
+	def(&o.Discovery.CadvisorInterval)
+	def(&o.Discovery.ResourceInterval)
+	def(&o.Discovery.NodeExporterInterval)
+	def(&o.Discovery.PodsInterval)
+	o.Discovery.Static = nil
+	for _, s := range o.StaticFlags {
+		t, err := ParseStaticTarget(s, o.Interval, o.Discovery.Timeout)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("--target.static: %w", err))
+			continue
+		}
+		o.Discovery.Static = append(o.Discovery.Static, t)
+	}
+	o.resourceAttrs = map[string]string{}
+	for _, kv := range o.ResourceAttrs {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			errs = append(errs, fmt.Errorf("--resource.attribute: %q: want key=value", kv))
+			continue
+		}
+		o.resourceAttrs[k] = v
+	}
+	o.OTLP.Headers = map[string]string{}
+	for _, kv := range o.OTLPHeaders {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			errs = append(errs, fmt.Errorf("--otlp.header: want key=value"))
+			continue
+		}
+		o.OTLP.Headers[k] = v
+	}
+	o.OTLP.Protocol = otlpexport.Protocol(o.OTLPProtocol)
+	o.OTLP.QueueMaxBytes = o.QueueMaxMiB << 20
+	o.OTLP.MaxBatchBytes = o.MaxBatchKiB << 10
+	if o.OTLPCAFile != "" || o.OTLPCertFile != "" || o.OTLPServerName != "" || o.OTLPSkipVerify {
+		tlsCfg, err := otlpexport.TLSConfig(o.OTLPCAFile, o.OTLPCertFile, o.OTLPKeyFile, o.OTLPServerName, o.OTLPSkipVerify)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("--otlp.ca-file/--otlp.cert-file/--otlp.key-file: %w", err))
+		}
+		o.OTLP.TLS = tlsCfg
+	}
+	if ns, name, ok := strings.Cut(o.RulesConfigMap, "/"); ok {
+		o.rulesNamespace, o.rulesName = ns, name
+	}
+	return errors.Join(errs...)
+}
+
+func (o *Options) Validate() error {
+	var errs []error
+	if o.OTLP.Endpoint == "" {
+		errs = append(errs, errors.New("--otlp.endpoint: required"))
+	}
+	switch o.OTLPProtocol {
+	case "grpc", "http/protobuf":
+	default:
+		errs = append(errs, fmt.Errorf("--otlp.protocol: %q is not one of grpc, http/protobuf", o.OTLPProtocol))
+	}
+	switch o.OTLP.Compression {
+	case "gzip", "none":
+	default:
+		errs = append(errs, fmt.Errorf("--otlp.compression: %q is not one of gzip, none", o.OTLP.Compression))
+	}
+	if o.Interval < time.Second {
+		errs = append(errs, fmt.Errorf("--scrape.interval: at least 1s, got %s", o.Interval))
+	}
+	if o.Discovery.Timeout <= 0 {
+		errs = append(errs, fmt.Errorf("--scrape.timeout: must be positive"))
+	}
+	if o.QueueMaxMiB < 1 {
+		errs = append(errs, fmt.Errorf("--queue.max-mib: at least 1"))
+	}
+	if o.UseAPI {
+		if err := o.Node.Validate(); err != nil {
+			errs = append(errs, err)
+		}
+		if err := o.Kube.Validate(); err != nil {
+			errs = append(errs, err)
+		}
+		if o.RulesConfigMap != "" && (o.rulesNamespace == "" || o.rulesName == "") {
+			errs = append(errs, fmt.Errorf("--rules.configmap: %q: want namespace/name", o.RulesConfigMap))
+		}
+	}
+	return errors.Join(errs...)
+}

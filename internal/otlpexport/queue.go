@@ -1,0 +1,275 @@
+package otlpexport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+)
+
+// ErrClosed is returned by Enqueue after Close.
+var ErrClosed = errors.New("otlpexport: exporter closed")
+
+// errCorrupt marks a record that failed its checks when read back.
+var errCorrupt = errors.New("corrupt queue record")
+
+// entry is one queued record.
+type entry struct {
+	seq      uint64 // position in this process's queue, for acknowledgements
+	seg      uint64 // disk: segment id
+	off      int64  // disk: offset of the record in its segment
+	size     int64  // record bytes, header included
+	points   uint64
+	enqueued int64  // Unix nanoseconds
+	payload  []byte // memory store only
+}
+
+func (e *entry) payloadLen() int { return int(e.size) - recordHeaderSize }
+
+// store keeps the records of a queue; the queue serialises all calls.
+type store interface {
+	// append durably writes buf, which holds the records described by ents in
+	// order, and sets their location fields.
+	append(buf []byte, ents []entry) error
+	// readPayload appends the checked payload of e to dst. A damaged record gives
+	// an error wrapping errCorrupt.
+	readPayload(dst []byte, e *entry) ([]byte, error)
+	// consumed records that every record up to and including last is consumed;
+	// next is the first record still queued, nil if none.
+	consumed(last, next *entry) error
+	close() error
+}
+
+// queue is the bounded, ordered record queue shared by Enqueue and Run.
+type queue struct {
+	mu       sync.Mutex
+	st       store
+	maxBytes int64
+	entries  []entry
+	bytes    int64
+	nextSeq  uint64
+	closed   bool
+	m        *metrics
+	log      *slog.Logger
+
+	notify chan struct{} // a record was appended (capacity 1)
+	done   chan struct{} // closed by close
+}
+
+func newQueue(st store, recovered []entry, maxBytes int64, m *metrics, log *slog.Logger) *queue {
+	q := &queue{
+		st: st, maxBytes: maxBytes, m: m, log: log, nextSeq: 1,
+		notify: make(chan struct{}, 1), done: make(chan struct{}),
+	}
+	for _, e := range recovered {
+		e.seq = q.nextSeq
+		q.nextSeq++
+		q.entries = append(q.entries, e)
+		q.bytes += e.size
+	}
+	q.dropOldestLocked(0) // QueueMaxBytes may have shrunk since the last run
+	return q
+}
+
+// append adds the records in buf (described by ents) after dropping the oldest
+// records beyond maxBytes. If the new records alone exceed maxBytes, the oldest of
+// them are dropped too.
+func (q *queue) append(buf []byte, ents []entry) error {
+	var total int64
+	for _, e := range ents {
+		total += e.size
+	}
+	var droppedNew uint64
+	for len(ents) > 0 && total > q.maxBytes {
+		droppedNew += ents[0].points
+		total -= ents[0].size
+		buf = buf[ents[0].size:]
+		ents = ents[1:]
+	}
+	if droppedNew > 0 {
+		q.m.dropped.WithLabelValues(reasonFull).Add(float64(droppedNew))
+	}
+	if len(ents) == 0 {
+		return nil
+	}
+
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closed {
+		return ErrClosed
+	}
+	q.dropOldestLocked(total)
+	if err := q.st.append(buf, ents); err != nil {
+		return err
+	}
+	for _, e := range ents {
+		e.seq = q.nextSeq
+		q.nextSeq++
+		q.entries = append(q.entries, e)
+		q.bytes += e.size
+	}
+	select {
+	case q.notify <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// takeLocked removes the first n records and tells the store. It returns their data
+// points.
+func (q *queue) takeLocked(n int) uint64 {
+	if n == 0 {
+		return 0
+	}
+	var points uint64
+	last := q.entries[n-1]
+	for i := range n {
+		points += q.entries[i].points
+		q.bytes -= q.entries[i].size
+		q.entries[i] = entry{} // release memory-store payloads now
+	}
+	q.entries = q.entries[n:]
+	var next *entry
+	if len(q.entries) > 0 {
+		next = &q.entries[0]
+	}
+	if err := q.st.consumed(&last, next); err != nil {
+		// The records are gone from memory either way; a stale ack position only
+		// means they may be sent again after a restart.
+		q.log.Warn("Persisting the queue position failed, records may be sent twice after a restart", "error", err)
+	}
+	return points
+}
+
+// dropOldestLocked drops records from the head until incoming more bytes fit.
+func (q *queue) dropOldestLocked(incoming int64) {
+	n, bytes := 0, q.bytes
+	for n < len(q.entries) && bytes+incoming > q.maxBytes {
+		bytes -= q.entries[n].size
+		n++
+	}
+	q.m.dropped.WithLabelValues(reasonFull).Add(float64(q.takeLocked(n)))
+}
+
+// batch is a run of consecutive records read for one export request.
+type batch struct {
+	lastSeq uint64
+	records int
+	points  uint64
+	payload []byte // concatenated record payloads: one ExportMetricsServiceRequest
+}
+
+// next waits until the queue holds records and returns the oldest ones whose
+// payloads together fit maxBytes (at least one). Records that fail their checks are
+// dropped and counted. It returns ctx.Err() when ctx ends and ErrClosed after close.
+func (q *queue) next(ctx context.Context, maxBytes int) (batch, error) {
+	for {
+		b, err := q.tryNext(maxBytes)
+		if err != nil || b.records > 0 {
+			return b, err
+		}
+		select {
+		case <-ctx.Done():
+			return batch{}, ctx.Err()
+		case <-q.done:
+			return batch{}, ErrClosed
+		case <-q.notify:
+		}
+	}
+}
+
+// tryNext is next without waiting: an empty batch means an empty queue.
+func (q *queue) tryNext(maxBytes int) (batch, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for {
+		if q.closed {
+			return batch{}, ErrClosed
+		}
+		n, size := 0, 0
+		for n < len(q.entries) && (n == 0 || size+q.entries[n].payloadLen() <= maxBytes) {
+			size += q.entries[n].payloadLen()
+			n++
+		}
+		if n == 0 {
+			return batch{}, nil
+		}
+		b, err := q.readLocked(n, size)
+		if !errors.Is(err, errCorrupt) {
+			return b, err
+		}
+		// The head record is damaged: drop it and try again.
+		q.m.corruptRecords.Inc()
+		q.m.dropped.WithLabelValues(reasonCorrupt).Add(float64(q.takeLocked(1)))
+	}
+}
+
+// readLocked reads the first n records (size payload bytes). If a later record is
+// damaged, the batch ends before it; errCorrupt means the first one is.
+func (q *queue) readLocked(n, size int) (batch, error) {
+	b := batch{payload: make([]byte, 0, size)}
+	for i := range n {
+		e := &q.entries[i]
+		p, err := q.st.readPayload(b.payload, e)
+		if errors.Is(err, errCorrupt) && i > 0 {
+			return b, nil // dropped when it reaches the head
+		}
+		if err != nil {
+			return batch{}, fmt.Errorf("reading queued record: %w", err)
+		}
+		b.payload = p
+		b.lastSeq = e.seq
+		b.records++
+		b.points += e.points
+	}
+	return b, nil
+}
+
+// remove removes the records of b that are still queued (a full queue may have
+// dropped some meanwhile). With a reason their data points are counted as dropped.
+func (q *queue) remove(b batch, reason string) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closed {
+		return
+	}
+	n := 0
+	for n < len(q.entries) && q.entries[n].seq <= b.lastSeq {
+		n++
+	}
+	points := q.takeLocked(n)
+	if reason != "" {
+		q.m.dropped.WithLabelValues(reason).Add(float64(points))
+	}
+}
+
+// len returns the number of queued records and their bytes.
+func (q *queue) len() (int, int64) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.entries), q.bytes
+}
+
+// oldestAge is the age of the oldest queued record, 0 when empty.
+func (q *queue) oldestAge() time.Duration {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.entries) == 0 {
+		return 0
+	}
+	return max(0, time.Since(time.Unix(0, q.entries[0].enqueued)))
+}
+
+// close closes the store; later calls fail with ErrClosed.
+func (q *queue) close() error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closed {
+		return nil
+	}
+	q.closed = true
+	close(q.done)
+	return q.st.close()
+}

@@ -1,0 +1,113 @@
+package otlpexport
+
+import (
+	"encoding/binary"
+	"errors"
+	"hash/crc32"
+)
+
+// Record layout: see the package documentation.
+const (
+	recordHeaderSize = 28
+	// maxPayload bounds a record payload so that a damaged length field cannot make
+	// a reader allocate or skip gigabytes.
+	maxPayload = 256 << 20
+)
+
+var recordMagic = [4]byte{'O', 'T', 'Q', 'R'}
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// Errors of decodeRecord.
+var (
+	// errShortRecord means the bytes end inside the record: a torn write.
+	errShortRecord = errors.New("record truncated")
+	errBadMagic    = errors.New("record magic mismatch")
+	errBadLength   = errors.New("record length out of range")
+	errBadChecksum = errors.New("record checksum mismatch")
+)
+
+// recordHeader is the decoded fixed part of a record.
+type recordHeader struct {
+	length   uint32
+	points   uint64
+	enqueued int64 // Unix nanoseconds
+}
+
+// appendRecord appends a record holding payload to dst.
+func appendRecord(dst, payload []byte, points uint64, enqueued int64) []byte {
+	start := len(dst)
+	dst = append(dst, make([]byte, recordHeaderSize)...)
+	dst = append(dst, payload...)
+	sealRecord(dst[start:], points, enqueued)
+	return dst
+}
+
+// sealRecord fills the header of rec, whose payload is already in place after the
+// first recordHeaderSize bytes.
+func sealRecord(rec []byte, points uint64, enqueued int64) {
+	copy(rec[0:4], recordMagic[:])
+	binary.LittleEndian.PutUint32(rec[8:12], uint32(len(rec)-recordHeaderSize))
+	binary.LittleEndian.PutUint64(rec[12:20], points)
+	binary.LittleEndian.PutUint64(rec[20:28], uint64(enqueued))
+	binary.LittleEndian.PutUint32(rec[4:8], crc32.Checksum(rec[8:], castagnoli))
+}
+
+// parseHeader decodes and range-checks the header at the start of b without looking
+// at the payload.
+func parseHeader(b []byte) (recordHeader, error) {
+	if len(b) < recordHeaderSize {
+		return recordHeader{}, errShortRecord
+	}
+	if [4]byte(b[0:4]) != recordMagic {
+		return recordHeader{}, errBadMagic
+	}
+	h := recordHeader{
+		length:   binary.LittleEndian.Uint32(b[8:12]),
+		points:   binary.LittleEndian.Uint64(b[12:20]),
+		enqueued: int64(binary.LittleEndian.Uint64(b[20:28])),
+	}
+	if h.length > maxPayload {
+		return h, errBadLength
+	}
+	return h, nil
+}
+
+// checkRecord verifies the checksum of a record whose header and payload are given
+// separately (the payload is read straight into the send buffer).
+func checkRecord(header, payload []byte) error {
+	want := binary.LittleEndian.Uint32(header[4:8])
+	got := crc32.Update(crc32.Checksum(header[8:recordHeaderSize], castagnoli), castagnoli, payload)
+	if got != want {
+		return errBadChecksum
+	}
+	return nil
+}
+
+// decodeRecord decodes the record at the start of b. It returns the header, the
+// payload (aliasing b) and the record's total size. It never panics and never
+// allocates, whatever b holds.
+func decodeRecord(b []byte) (recordHeader, []byte, int, error) {
+	h, err := parseHeader(b)
+	if err != nil {
+		return h, nil, 0, err
+	}
+	n := recordHeaderSize + int(h.length)
+	if len(b) < n {
+		return h, nil, 0, errShortRecord
+	}
+	payload := b[recordHeaderSize:n]
+	if err := checkRecord(b[:recordHeaderSize], payload); err != nil {
+		return h, nil, 0, err
+	}
+	return h, payload, n, nil
+}
+
+// plausiblePoints is the data point count of a damaged record's header when it can be
+// believed: every data point takes at least two payload bytes.
+func plausiblePoints(h recordHeader) uint64 {
+	if h.length <= maxPayload && h.points <= uint64(h.length)/2 {
+		return h.points
+	}
+	return 0
+}

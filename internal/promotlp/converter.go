@@ -1,0 +1,183 @@
+package promotlp
+
+import (
+	"hash/maphash"
+	"math"
+	"time"
+
+	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
+	metricspb "go.opentelemetry.io/proto/otlp/metrics/v1"
+
+	"github.com/trellis-garden/trellis/internal/promtext"
+)
+
+// staleNaN is the bit pattern Prometheus uses to mark a series as stale.
+const staleNaN = 0x7ff0000000000002
+
+// Options configure a Converter.
+type Options struct {
+	// SeriesLimit is the maximum number of distinct series of one scrape
+	// (after filtering); 0 means unlimited. Samples of further series are
+	// dropped and counted in Stats.DroppedOverLimit.
+	SeriesLimit int
+}
+
+// Stats describe one scrape's conversion.
+type Stats struct {
+	// Series is the number of distinct series accepted in the scrape.
+	Series int
+	// DataPoints is the number of data points returned.
+	DataPoints int
+	// DroppedOverLimit is the number of samples dropped because
+	// Options.SeriesLimit was reached.
+	DroppedOverLimit int
+	// LimitHit tells whether anything was dropped because of the limit.
+	LimitHit bool
+	// Resets is the number of cumulative series whose value decreased.
+	Resets int
+	// DroppedInvalid counts malformed input: samples whose suffix does not
+	// fit their type, duplicate samples, samples with duplicate label names,
+	// samples whose type contradicts an earlier sample of the same family,
+	// counters without a value, and (once per data point) incomplete or
+	// inconsistent histograms and summaries.
+	DroppedInvalid int
+	// DroppedStale counts Prometheus staleness markers.
+	DroppedStale int
+	// DroppedUnsupported counts samples of unsupported types
+	// (gaugehistogram).
+	DroppedUnsupported int
+}
+
+// Converter converts the scrapes of one target. It is not safe for
+// concurrent use.
+type Converter struct {
+	opts Options
+	seed maphash.Seed
+
+	gen   uint64 // scrape generation, incremented by Begin
+	nowNs uint64 // scrape time
+	stats Stats
+
+	families map[string]*family // by exposed name
+	order    []*family          // families of this scrape, in order of appearance
+	lastFam  *family
+
+	series     map[uint64]*series // by identity hash; collisions are chained
+	nSeries    int                // series stored in the map
+	lastSeries *series
+
+	kvs      map[string]*sharedKV // interned attributes
+	typeMeta [promtext.TypeStateSet + 1][]*commonpb.KeyValue
+
+	keyBuf []byte // identity of the current sample
+	kvBuf  []byte // interning key
+	names  []byte // scratch for exported_ names
+}
+
+// New returns a Converter for one target.
+func New(o Options) *Converter {
+	return &Converter{
+		opts:     o,
+		seed:     maphash.MakeSeed(),
+		families: make(map[string]*family),
+		series:   make(map[uint64]*series),
+		kvs:      make(map[string]*sharedKV),
+	}
+}
+
+// Begin starts a scrape taken at scrapeTime.
+func (c *Converter) Begin(scrapeTime time.Time) {
+	c.gen++
+	c.nowNs = nsFromTime(scrapeTime)
+	c.stats = Stats{}
+	c.order = c.order[:0]
+	c.lastFam, c.lastSeries = nil, nil
+}
+
+// Add takes one (already filtered) sample of the current scrape. It copies
+// what it keeps: the slices in s and extraLabels may be reused once Add
+// returns. extraLabels (may be nil) are appended to the attributes of the
+// series.
+func (c *Converter) Add(s *promtext.Sample, extraLabels []promtext.Label) {
+	if s == nil {
+		return
+	}
+	if math.Float64bits(s.Value) == staleNaN {
+		c.stats.DroppedStale++
+		return
+	}
+	k := kindOf(s.Type)
+	if k == kindDrop {
+		c.stats.DroppedUnsupported++
+		return
+	}
+	r := roleOf(s.Type, s.Suffix)
+	if r == roleInvalid {
+		c.stats.DroppedInvalid++
+		return
+	}
+	name := s.Family
+	if s.Type == promtext.TypeUnknown {
+		name = s.Name
+	}
+	f := c.family(name, s)
+	if f == nil {
+		c.stats.DroppedInvalid++
+		return
+	}
+	st := c.lookup(f, s.Labels, extraLabels)
+	if st == nil {
+		return
+	}
+	t := c.nowNs
+	if s.HasTimestamp {
+		t = nsFromMs(s.TimestampMs)
+	}
+	st.add(c, r, s, t)
+}
+
+// Finish ends the scrape and returns its metrics, one per family with at
+// least one data point, in order of appearance, and the scrape's stats.
+// Series not seen in this scrape are forgotten.
+func (c *Converter) Finish() ([]*metricspb.Metric, Stats) {
+	out := c.build()
+	c.sweep()
+	c.order = c.order[:0]
+	c.lastFam, c.lastSeries = nil, nil
+	return out, c.stats
+}
+
+// nsFromTime converts t to nanoseconds since the epoch, clamped to the
+// range OTLP can carry.
+func nsFromTime(t time.Time) uint64 {
+	sec := t.Unix()
+	switch {
+	case sec < 0:
+		return 0
+	case sec >= math.MaxInt64/int64(time.Second):
+		return math.MaxInt64
+	}
+	return uint64(t.UnixNano())
+}
+
+// nsFromMs converts a Prometheus timestamp to nanoseconds, clamped.
+func nsFromMs(ms int64) uint64 {
+	switch {
+	case ms < 0:
+		return 0
+	case ms >= math.MaxInt64/int64(time.Millisecond):
+		return math.MaxInt64
+	}
+	return uint64(ms) * 1e6
+}
+
+// nsFromSeconds converts a _created value (seconds since the epoch) like
+// the Collector does; ok is false for values that are no time.
+func nsFromSeconds(sec float64) (ns uint64, ok bool) {
+	if !(sec > 0) || sec >= math.MaxInt64/1e9 {
+		return 0, false
+	}
+	secs := int64(sec)
+	nanos := int64((sec - float64(secs)) * 1e9)
+	return uint64(secs*1e9 + nanos), true
+}

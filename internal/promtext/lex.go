@@ -1,0 +1,256 @@
+package promtext
+
+import (
+	"math"
+	"strconv"
+	"unsafe"
+)
+
+// Character classes as 128-bit sets over ASCII, split into bytes 0-63 (lo)
+// and 64-127 (hi). Constants rather than a lookup table keep the package free
+// of global variables.
+const (
+	digitsLo  = 0x03FF000000000000 // '0'-'9'
+	colonLo   = 0x0400000000000000 // ':'
+	lettersHi = 0x07FFFFFE07FFFFFE // 'A'-'Z', 'a'-'z'
+	underHi   = 0x0000000080000000 // '_'
+
+	labelStartLo  = 0
+	labelStartHi  = lettersHi | underHi
+	labelCharLo   = digitsLo
+	labelCharHi   = labelStartHi
+	metricStartLo = colonLo
+	metricStartHi = labelStartHi
+	metricCharLo  = digitsLo | colonLo
+	metricCharHi  = labelStartHi
+)
+
+// inSet reports whether c is in the ASCII set lo|hi.
+func inSet(c byte, lo, hi uint64) bool {
+	if c < 64 {
+		return lo&(1<<c) != 0
+	}
+	if c < 128 {
+		return hi&(1<<(c-64)) != 0
+	}
+	return false
+}
+
+// scanMetricName returns the length of the metric name at the start of b
+// (0 if b does not start with one).
+func scanMetricName(b []byte) int {
+	if len(b) == 0 || !inSet(b[0], metricStartLo, metricStartHi) {
+		return 0
+	}
+	i := 1
+	for i < len(b) && inSet(b[i], metricCharLo, metricCharHi) {
+		i++
+	}
+	return i
+}
+
+// scanLabelName returns the length of the label name at the start of b (0 if
+// b does not start with one).
+func scanLabelName(b []byte) int {
+	if len(b) == 0 || !inSet(b[0], labelStartLo, labelStartHi) {
+		return 0
+	}
+	i := 1
+	for i < len(b) && inSet(b[i], labelCharLo, labelCharHi) {
+		i++
+	}
+	return i
+}
+
+// isBlank reports whether c separates tokens in the text format.
+func isBlank(c byte) bool { return c == ' ' || c == '\t' }
+
+// skipBlanks returns the index of the first non-blank byte of b at or after i.
+func skipBlanks(b []byte, i int) int {
+	for i < len(b) && isBlank(b[i]) {
+		i++
+	}
+	return i
+}
+
+// tokenEnd returns the index of the first blank at or after i, or len(b).
+func tokenEnd(b []byte, i int) int {
+	for i < len(b) && !isBlank(b[i]) {
+		i++
+	}
+	return i
+}
+
+// trimRightBlanks removes trailing blanks.
+func trimRightBlanks(b []byte) []byte {
+	for len(b) > 0 && isBlank(b[len(b)-1]) {
+		b = b[:len(b)-1]
+	}
+	return b
+}
+
+// unsafeString views b as a string without copying. The string must not
+// outlive b or be kept by the callee: strconv's parsers copy the input into
+// their errors.
+func unsafeString(b []byte) string {
+	return unsafe.String(unsafe.SliceData(b), len(b))
+}
+
+// hasFloatJunk reports whether b has a character that strconv.ParseFloat
+// would accept but the exposition formats do not: the exponent mark of a
+// hexadecimal float or a digit separator. This is the rule expfmt applies.
+func hasFloatJunk(b []byte) bool {
+	for _, c := range b {
+		if c == 'p' || c == 'P' || c == '_' {
+			return true
+		}
+	}
+	return false
+}
+
+// maxExactDigits is the most decimal digits whose value is always exactly
+// representable in a float64 (10^15 < 2^53).
+const maxExactDigits = 15
+
+// parseValue parses a sample value: a decimal float, or NaN, Inf or Infinity
+// with an optional sign in any case, as strconv.ParseFloat accepts them. Hex
+// floats, digit separators and values out of range are rejected.
+func parseValue(b []byte) (float64, bool) {
+	if len(b) == 0 {
+		return 0, false
+	}
+	// Fast path: an integer of up to 15 digits converts exactly.
+	neg, i := false, 0
+	if b[0] == '-' || b[0] == '+' {
+		neg, i = b[0] == '-', 1
+	}
+	if n := len(b) - i; n > 0 && n <= maxExactDigits {
+		var u uint64
+		j := i
+		for ; j < len(b); j++ {
+			d := b[j] - '0'
+			if d > 9 {
+				break
+			}
+			u = u*10 + uint64(d)
+		}
+		if j == len(b) {
+			f := float64(u)
+			if neg {
+				f = -f
+			}
+			return f, true
+		}
+	}
+	if hasFloatJunk(b) {
+		return 0, false
+	}
+	f, err := strconv.ParseFloat(unsafeString(b), 64)
+	return f, err == nil
+}
+
+// parseInt64 parses a text format timestamp: a decimal integer with an
+// optional sign, as strconv.ParseInt(s, 10, 64) accepts it.
+func parseInt64(b []byte) (int64, bool) {
+	neg, i := false, 0
+	if len(b) > 0 && (b[0] == '-' || b[0] == '+') {
+		neg, i = b[0] == '-', 1
+	}
+	if i == len(b) {
+		return 0, false
+	}
+	var u uint64
+	for ; i < len(b); i++ {
+		d := b[i] - '0'
+		if d > 9 || u > (1<<63)/10 {
+			return 0, false
+		}
+		u = u*10 + uint64(d)
+		if u > 1<<63 {
+			return 0, false
+		}
+	}
+	if neg {
+		return int64(-u), true // -(1<<63) wraps to math.MinInt64, as it should
+	}
+	if u > math.MaxInt64 {
+		return 0, false
+	}
+	return int64(u), true
+}
+
+// parseOMTimestamp parses an OpenMetrics timestamp (seconds, possibly
+// fractional) into milliseconds, rounded to the nearest millisecond with
+// halves away from zero. Plain decimals are converted exactly; other forms
+// (exponents) go through float64. NaN, infinities and values outside int64
+// milliseconds are rejected.
+func parseOMTimestamp(b []byte) (int64, bool) {
+	if ms, ok, exact := parseDecimalMs(b); exact {
+		return ms, ok
+	}
+	if hasFloatJunk(b) {
+		return 0, false
+	}
+	f, err := strconv.ParseFloat(unsafeString(b), 64)
+	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
+		return 0, false
+	}
+	ms := math.Round(f * 1000)
+	if ms >= math.MaxInt64 || ms <= math.MinInt64 {
+		return 0, false
+	}
+	return int64(ms), true
+}
+
+// parseDecimalMs converts [+-]digits[.digits] seconds to milliseconds
+// exactly. exact is false when b has another form (for the float path); ok
+// is false when it has this form but is out of range.
+func parseDecimalMs(b []byte) (ms int64, ok, exact bool) {
+	neg, i := false, 0
+	if len(b) > 0 && (b[0] == '-' || b[0] == '+') {
+		neg, i = b[0] == '-', 1
+	}
+	var sec uint64
+	intDigits := 0
+	for ; i < len(b) && b[i]-'0' <= 9; i++ {
+		if sec > math.MaxInt64/1000 {
+			return 0, false, true
+		}
+		sec = sec*10 + uint64(b[i]-'0')
+		intDigits++
+	}
+	var frac uint64 // milliseconds
+	fracDigits := 0
+	roundUp := false
+	if i < len(b) && b[i] == '.' {
+		for i++; i < len(b) && b[i]-'0' <= 9; i++ {
+			switch {
+			case fracDigits < 3:
+				frac = frac*10 + uint64(b[i]-'0')
+			case fracDigits == 3:
+				roundUp = b[i] >= '5'
+			}
+			fracDigits++
+		}
+	}
+	if i != len(b) || intDigits+fracDigits == 0 {
+		return 0, false, false
+	}
+	for n := fracDigits; n < 3; n++ {
+		frac *= 10
+	}
+	if sec > math.MaxInt64/1000 {
+		return 0, false, true
+	}
+	u := sec*1000 + frac
+	if roundUp {
+		u++
+	}
+	if u > math.MaxInt64 {
+		return 0, false, true
+	}
+	if neg {
+		return -int64(u), true, true
+	}
+	return int64(u), true, true
+}

@@ -1,0 +1,167 @@
+package promtext
+
+import "unicode/utf8"
+
+// parseSample parses a sample line into p.s:
+//
+//	name [labels] value [timestamp]                  (text format)
+//	name [labels] SP value [SP timestamp] [exemplar] (OpenMetrics)
+//
+// The text format allows runs of blanks and tabs between the parts (and none
+// between the label set and the value, as expfmt does); OpenMetrics wants
+// exactly one space.
+func (p *Parser) parseSample(line []byte) error {
+	if !utf8.Valid(line) {
+		return p.errorf("sample line is not valid UTF-8")
+	}
+	n := scanMetricName(line)
+	if n == 0 {
+		return p.errorf("invalid metric name at %s", quote(line))
+	}
+	name := line[:n:n]
+	i := n
+	if !p.om {
+		i = skipBlanks(line, i)
+	}
+	labels := p.labels[:0]
+	p.unesc = p.unesc[:0]
+	if i < len(line) && line[i] == '{' {
+		var err error
+		labels, i, err = p.parseLabels(line, i+1, labels, true)
+		p.labels = labels // keep a grown backing array
+		if err != nil {
+			return err
+		}
+		if dup := p.duplicateLabel(labels); dup != nil {
+			return p.errorf("duplicate label name %s", quote(dup))
+		}
+		if !p.om {
+			i = skipBlanks(line, i)
+		}
+	} else if !p.om && i == n && i < len(line) {
+		return p.errorf("invalid character %s after metric name", quote(line[i:i+1]))
+	}
+	if p.om {
+		if i >= len(line) || line[i] != ' ' {
+			return p.errorf("expected a space and a value after %s", quote(line[:i]))
+		}
+		i++
+	}
+
+	end := tokenEnd(line, i)
+	if end == i {
+		return p.errorf("missing value")
+	}
+	value, ok := parseValue(line[i:end])
+	if !ok {
+		return p.errorf("invalid value %s", quote(line[i:end]))
+	}
+
+	var ts int64
+	var hasTS bool
+	var err error
+	if p.om {
+		ts, hasTS, err = p.omTail(line, end)
+	} else {
+		ts, hasTS, err = p.textTail(line, end)
+	}
+	if err != nil {
+		return err
+	}
+
+	p.s = Sample{
+		Name:         name,
+		Labels:       labels,
+		Value:        value,
+		TimestampMs:  ts,
+		HasTimestamp: hasTS,
+	}
+	p.classify(&p.s)
+	return nil
+}
+
+// textTail parses what follows the value in the text format: an optional
+// integer timestamp in milliseconds, and blanks.
+func (p *Parser) textTail(line []byte, i int) (int64, bool, error) {
+	i = skipBlanks(line, i)
+	if i == len(line) {
+		return 0, false, nil
+	}
+	end := tokenEnd(line, i)
+	ts, ok := parseInt64(line[i:end])
+	if !ok {
+		return 0, false, p.errorf("invalid timestamp %s", quote(line[i:end]))
+	}
+	if j := skipBlanks(line, end); j != len(line) {
+		return 0, false, p.errorf("unexpected %s after timestamp", quote(line[j:]))
+	}
+	return ts, true, nil
+}
+
+// omTail parses what follows the value in OpenMetrics: an optional timestamp
+// in seconds and an optional exemplar, which is checked and skipped.
+func (p *Parser) omTail(line []byte, i int) (int64, bool, error) {
+	if i == len(line) {
+		return 0, false, nil
+	}
+	if line[i] != ' ' {
+		return 0, false, p.errorf("unexpected %s after value", quote(line[i:]))
+	}
+	i++
+	var ts int64
+	hasTS := false
+	if i < len(line) && line[i] != '#' {
+		end := tokenEnd(line, i)
+		var ok bool
+		if ts, ok = parseOMTimestamp(line[i:end]); !ok {
+			return 0, false, p.errorf("invalid timestamp %s", quote(line[i:end]))
+		}
+		hasTS = true
+		if end == len(line) {
+			return ts, true, nil
+		}
+		if line[end] != ' ' {
+			return 0, false, p.errorf("unexpected %s after timestamp", quote(line[end:]))
+		}
+		i = end + 1
+	}
+	if err := p.skipExemplar(line, i); err != nil {
+		return 0, false, err
+	}
+	return ts, hasTS, nil
+}
+
+// skipExemplar checks the exemplar at line[i:], "# {labels} value [timestamp]",
+// and discards it.
+func (p *Parser) skipExemplar(line []byte, i int) error {
+	if len(line)-i < 3 || line[i] != '#' || line[i+1] != ' ' || line[i+2] != '{' {
+		return p.errorf("unexpected %s after sample", quote(line[i:]))
+	}
+	_, i, err := p.parseLabels(line, i+3, nil, false)
+	if err != nil {
+		return err
+	}
+	if i >= len(line) || line[i] != ' ' {
+		return p.errorf("expected a space and a value after exemplar labels")
+	}
+	i++
+	end := tokenEnd(line, i)
+	if _, ok := parseValue(line[i:end]); !ok {
+		return p.errorf("invalid exemplar value %s", quote(line[i:end]))
+	}
+	if end == len(line) {
+		return nil
+	}
+	if line[end] != ' ' {
+		return p.errorf("unexpected %s after exemplar value", quote(line[end:]))
+	}
+	i = end + 1
+	end = tokenEnd(line, i)
+	if _, ok := parseOMTimestamp(line[i:end]); !ok {
+		return p.errorf("invalid exemplar timestamp %s", quote(line[i:end]))
+	}
+	if end != len(line) {
+		return p.errorf("unexpected %s after exemplar", quote(line[end:]))
+	}
+	return nil
+}
