@@ -142,6 +142,7 @@ func (c *Converter) Add(s *promtext.Sample, extraLabels []promtext.Label) {
 func (c *Converter) Finish() ([]*metricspb.Metric, Stats) {
 	out := c.build()
 	c.sweep()
+	clear(c.order) // do not keep forgotten families alive
 	c.order = c.order[:0]
 	c.lastFam, c.lastSeries = nil, nil
 	return out, c.stats

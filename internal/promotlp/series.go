@@ -70,9 +70,9 @@ func skipLabel(k kind, l *promtext.Label) bool {
 // sample must be dropped (series limit, invalid labels); stats are updated.
 func (c *Converter) lookup(f *family, labels, extra []promtext.Label) *series {
 	// Histogram and summary samples come in runs of the same series.
-	if ls := c.lastSeries; ls != nil && ls.fam == f && ls.seen == c.gen && f.kind >= kindHistogram &&
-		ls.raw == nil && ls.matchAttrs(labels, extra) {
-		return ls
+	if last := c.lastSeries; last != nil && last.fam == f && last.seen == c.gen && f.kind >= kindHistogram &&
+		last.raw == nil && last.matchAttrs(labels, extra) {
+		return last
 	}
 	// Exposition order rarely changes between scrapes: try the series that
 	// came next in the previous scrape before hashing.

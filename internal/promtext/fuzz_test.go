@@ -130,12 +130,15 @@ func compareWithExpfmt(t *testing.T, data []byte, recs []rec, err error) {
 }
 
 // stricterThanExpfmt reports whether Parse's error is one that expfmt does
-// not raise: a value glued to the metric name ("foo+1"), HELP text that is not
+// not raise: the Prometheus 3 form with the name inside the braces
+// ("{foo} 1", "{\"foo\",a=\"b\"} 1"), a value glued to the metric name
+// ("foo+1"), HELP text that is not
 // UTF-8, a repeated le or quantile label (expfmt checks duplicates only among
 // the other labels), and the size limits.
 func stricterThanExpfmt(msg string) bool {
 	for _, s := range []string{
 		"after metric name",
+		`invalid metric name at "{`,
 		"HELP text is not valid UTF-8",
 		`duplicate label name "le"`,
 		`duplicate label name "quantile"`,
