@@ -8,6 +8,8 @@ package otelscraper
 import (
 	"context"
 	"errors"
+	"os"
+	"runtime/debug"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -39,6 +41,9 @@ summaries) and pushes them over gRPC or HTTP through a bounded on-disk queue.`,
 }
 
 func run(ctx context.Context, d *daemon.Daemon, o *Options) error {
+	if o.MemoryLimitMiB > 0 && os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(o.MemoryLimitMiB << 20)
+	}
 	exp, err := otlpexport.New(o.OTLP, d.Logger, d.Registry, d.Namespace)
 	if err != nil {
 		return err
@@ -51,9 +56,15 @@ func run(ctx context.Context, d *daemon.Daemon, o *Options) error {
 	d.Go("exporter", exp.Run)
 
 	m := newMetrics(d.Registry, d.Namespace)
-	if !o.UseAPI {
-		rules := NewRuleSource(nil, "", "", "", nil, d.Logger, d.Registry, d.Namespace)
-		mg := newManager(rules.Current, exp.Enqueue, m, d.Logger, o.resourceAttrs)
+	if !o.UseAPI || o.rulesFromFile != nil {
+		current := DefaultRules
+		if o.rulesFromFile != nil {
+			current = func() *Rules { return o.rulesFromFile }
+		}
+		if o.UseAPI {
+			return errors.New("--rules.file needs --discovery.kubernetes=false (with the API, rules come from --rules.configmap)")
+		}
+		mg := newManager(current, exp.Enqueue, m, d.Logger, o.resourceAttrs)
 		mg.sync(ctx, o.Discovery.targets(nil, nil))
 		<-ctx.Done()
 		mg.wait()

@@ -35,6 +35,9 @@ type Options struct {
 
 	RulesConfigMap string
 	RulesKey       string
+	RulesFile      string
+	rulesFromFile  *Rules
+	MemoryLimitMiB int64
 
 	ResourceAttrs []string
 	resourceAttrs map[string]string
@@ -79,6 +82,8 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 
 	fs.StringVar(&o.RulesConfigMap, "rules.configmap", "kube-system/otel-shoot-scraper-rules", "namespace/name of the ConfigMap with filter rules (watched, applied without restart); the built-in Gardener defaults apply until it exists.")
 	fs.StringVar(&o.RulesKey, "rules.key", "rules.yaml", "Key of the rules in the ConfigMap.")
+	fs.StringVar(&o.RulesFile, "rules.file", "", "Filter rules from a file, read at start (for --discovery.kubernetes=false); replaces the ConfigMap.")
+	fs.Int64Var(&o.MemoryLimitMiB, "runtime.memory-limit-mib", 48, "Soft memory limit of the Go runtime in MiB (GOMEMLIMIT): the garbage collector works harder near it; 0 leaves the runtime default.")
 	fs.StringArrayVar(&o.ResourceAttrs, "resource.attribute", nil, "An OTLP resource attribute added to every target, key=value (e.g. shoot.name=my-shoot); repeatable.")
 
 	c := &o.OTLP
@@ -154,6 +159,14 @@ func (o *Options) Complete() error {
 		}
 		o.OTLP.TLS = tlsCfg
 	}
+	if o.RulesFile != "" {
+		data, err := os.ReadFile(o.RulesFile)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("--rules.file: %w", err))
+		} else if o.rulesFromFile, err = ParseRules(data); err != nil {
+			errs = append(errs, fmt.Errorf("--rules.file: %w", err))
+		}
+	}
 	if ns, name, ok := strings.Cut(o.RulesConfigMap, "/"); ok {
 		o.rulesNamespace, o.rulesName = ns, name
 	}
@@ -180,6 +193,9 @@ func (o *Options) Validate() error {
 	}
 	if o.Discovery.Timeout <= 0 {
 		errs = append(errs, fmt.Errorf("--scrape.timeout: must be positive"))
+	}
+	if o.MemoryLimitMiB < 0 {
+		errs = append(errs, fmt.Errorf("--runtime.memory-limit-mib: must not be negative"))
 	}
 	if o.QueueMaxMiB < 1 {
 		errs = append(errs, fmt.Errorf("--queue.max-mib: at least 1"))

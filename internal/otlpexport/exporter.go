@@ -111,6 +111,9 @@ func (e *Exporter) Enqueue(rms []*metricspb.ResourceMetrics) error {
 		if err != nil {
 			return fmt.Errorf("marshalling metrics: %w", err)
 		}
+		if len(buf)-start-recordHeaderSize > maxPayload {
+			return fmt.Errorf("a single data point of %d bytes exceeds the queue record limit", len(buf)-start-recordHeaderSize)
+		}
 		points := countPoints(c)
 		sealRecord(buf[start:], points, now)
 		ents = append(ents, entry{size: int64(len(buf) - start), points: points, enqueued: now})

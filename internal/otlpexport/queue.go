@@ -201,8 +201,10 @@ func (q *queue) tryNext(maxBytes int) (batch, error) {
 			return b, err
 		}
 		// The head record is damaged: drop it and try again.
+		points := q.takeLocked(1)
 		q.m.corruptRecords.Inc()
-		q.m.dropped.WithLabelValues(reasonCorrupt).Add(float64(q.takeLocked(1)))
+		q.m.dropped.WithLabelValues(reasonCorrupt).Add(float64(points))
+		q.log.Warn("Dropping damaged queue record", "error", err, "dataPoints", points)
 	}
 }
 

@@ -79,6 +79,9 @@ func (s *httpSender) send(ctx context.Context, payload []byte) (partialSuccess, 
 		if readErr != nil {
 			return partialSuccess{message: readErr.Error()}, nil // acknowledged all the same
 		}
+		if ct := resp.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/x-protobuf") {
+			return partialSuccess{}, nil // not an OTLP response body; the status is what counts
+		}
 		ps, err := decodeExportResponse(respBody)
 		if err != nil {
 			return partialSuccess{message: err.Error()}, nil
@@ -148,8 +151,13 @@ func errorSummary(contentType string, body []byte) string {
 	return b.String()
 }
 
-// gzipWriters reuses compressors: each holds several hundred KiB of state.
-var gzipWriters = sync.Pool{New: func() any { return gzip.NewWriter(io.Discard) }}
+// gzipWriters reuses compressors: each holds several hundred KiB of state. Level
+// BestSpeed: metric payloads are repetitive and compress well at level 1, while
+// the default level costs several times the CPU of the whole scrape.
+var gzipWriters = sync.Pool{New: func() any {
+	zw, _ := gzip.NewWriterLevel(io.Discard, gzip.BestSpeed)
+	return zw
+}}
 
 // gzipBytes compresses b into a new slice (the transport may still read a request
 // body after Do returned, so it is never reused).

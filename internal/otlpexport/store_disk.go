@@ -304,14 +304,15 @@ func (s *diskStore) readPayload(dst []byte, e *entry) ([]byte, error) {
 	return dst, nil
 }
 
-// readFull reads len(b) bytes at off; a file that ends early is damage.
+// readFull reads len(b) bytes at off. A file that ends early is damage, and so is
+// a read error (a bad sector): retrying it would block the queue for good.
 func readFull(f *os.File, b []byte, off int64) error {
 	_, err := f.ReadAt(b, off)
 	if errors.Is(err, io.EOF) {
 		return fmt.Errorf("queue segment %s truncated: %w", filepath.Base(f.Name()), errCorrupt)
 	}
 	if err != nil {
-		return fmt.Errorf("reading queue segment: %w", err)
+		return fmt.Errorf("reading queue segment: %w: %w", err, errCorrupt)
 	}
 	return nil
 }

@@ -71,6 +71,11 @@ func (c *Converter) newSeries(f *family, h uint64, labels, extra []promtext.Labe
 			attrs = append(attrs, c.intern(l.Name, l.Value))
 		}
 	}
+	if !exact && duplicateKey(attrs) {
+		// Names that differ only in invalid UTF-8 became equal.
+		c.release(&series{attrs: attrs})
+		return nil
+	}
 	st := &series{hash: h, fam: f, kind: f.kind, attrs: attrs, next: c.series[h]}
 	if !exact {
 		st.raw = bytes.Clone(c.keyBuf)
@@ -78,6 +83,18 @@ func (c *Converter) newSeries(f *family, h uint64, labels, extra []promtext.Labe
 	c.series[h] = st
 	c.nSeries++
 	return st
+}
+
+// duplicateKey tells whether two attributes have the same key.
+func duplicateKey(attrs []*commonpb.KeyValue) bool {
+	for i, kv := range attrs {
+		for _, p := range attrs[:i] {
+			if p.Key == kv.Key {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // hasName tells whether a non-empty label of ls is called name.

@@ -31,7 +31,7 @@ func (r *fuzzReader) pick(n int) int { return int(r.next()) % n }
 
 var (
 	fuzzFamilies = []string{"a", "b", "h", "s", "a_total", ""}
-	fuzzNames    = []string{"x", "y", "le", "quantile", "exported_x", "", "k\xff"}
+	fuzzNames    = []string{"x", "y", "le", "quantile", "exported_x", "", "k\xff", "k\xfe"}
 	fuzzValues   = []string{"", "1", "0.5", "+Inf", "-Inf", "NaN", "2", "v\xfe", "0.99"}
 	fuzzFloats   = []float64{0, 1, 2, 3, 0.5, 7.9, -1, math.NaN(), math.Float64frombits(staleNaN), math.Inf(1), math.Inf(-1), 1e300, 1.7e9}
 	fuzzExtras   = [][]promtext.Label{nil, ls("x", "e"), ls("cluster", "c", "x", "")}

@@ -104,6 +104,12 @@ func TestInvalidUTF8(t *testing.T) {
 	if c.nSeries != 1 {
 		t.Fatalf("%d series, want 1", c.nSeries)
 	}
+
+	// Names that differ only in invalid bytes would become one key.
+	got, stats := scrapeOnce(c, 2, smp("g", gauge, none, 1, "k\xfe", "1", "k\xff", "2"))
+	if len(got) != 0 || stats.DroppedInvalid != 1 || len(c.kvs) != 0 {
+		t.Fatalf("got %d metrics, stats %+v, %d interned attributes", len(got), stats, len(c.kvs))
+	}
 }
 
 func TestAttributesAreSharedAndReleased(t *testing.T) {

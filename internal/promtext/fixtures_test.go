@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"strconv"
+	"strings"
 )
 
 // This file generates realistic text format payloads: cAdvisor (many series,
@@ -188,8 +189,15 @@ func cadvisorPayload(series int) ([]byte, int) {
 	for _, f := range perContainer {
 		e.family(f.name, f.typ, f.help)
 		for _, c := range cgroups {
-			v := rng.Float64() * 1e4
-			if f.typ == "gauge" {
+			// Values as cAdvisor computes them: seconds from nanoseconds,
+			// other counters and gauges from integers, times near now.
+			var v float64
+			switch {
+			case strings.HasSuffix(f.name, "_seconds_total"):
+				v = float64(rng.Int64N(1e13)) / 1e9
+			case strings.HasSuffix(f.name, "_seconds"), f.name == "container_last_seen":
+				v = float64(1735689600 - rng.IntN(1e7))
+			default:
 				v = float64(rng.Int64N(1 << 34))
 			}
 			switch f.extra {

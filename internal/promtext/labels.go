@@ -50,7 +50,12 @@ func (p *Parser) parseLabels(line []byte, i int, labels []Label, store bool) ([]
 			if len(labels) == MaxLabels {
 				return labels, i, p.errorf("more than %d labels", MaxLabels)
 			}
-			labels = append(labels, Label{Name: name, Value: value})
+			// Append a zero Label and fill it in place: appending a
+			// composite literal makes the compiler build it on the stack
+			// and copy it with wide loads that stall on store forwarding.
+			labels = append(labels, Label{})
+			l := &labels[len(labels)-1]
+			l.Name, l.Value = name, value
 		}
 		if !p.om {
 			i = skipBlanks(line, i)

@@ -116,37 +116,149 @@ const maxExactDigits = 15
 // with an optional sign in any case, as strconv.ParseFloat accepts them. Hex
 // floats, digit separators and values out of range are rejected.
 func parseValue(b []byte) (float64, bool) {
-	if len(b) == 0 {
-		return 0, false
+	if f, ok := parseFloatFast(b); ok {
+		return f, true
 	}
-	// Fast path: an integer of up to 15 digits converts exactly.
-	neg, i := false, 0
-	if b[0] == '-' || b[0] == '+' {
-		neg, i = b[0] == '-', 1
-	}
-	if n := len(b) - i; n > 0 && n <= maxExactDigits {
-		var u uint64
-		j := i
-		for ; j < len(b); j++ {
-			d := b[j] - '0'
-			if d > 9 {
-				break
-			}
-			u = u*10 + uint64(d)
-		}
-		if j == len(b) {
-			f := float64(u)
-			if neg {
-				f = -f
-			}
-			return f, true
-		}
-	}
-	if hasFloatJunk(b) {
+	if len(b) == 0 || hasFloatJunk(b) {
 		return 0, false
 	}
 	f, err := strconv.ParseFloat(unsafeString(b), 64)
 	return f, err == nil
+}
+
+// parseFloatFast converts the common forms of decimal floats exactly, or
+// reports false to leave the rest to strconv.ParseFloat: [+-]digits[.digits]
+// [(e|E)[+-]digits] with at most 15 significant digits and a decimal
+// exponent (after moving the point behind the digits) within ±22. Then the
+// digits and the power of ten are exact float64 values and one
+// multiplication or division rounds correctly, which is the exact fast path
+// of strconv.ParseFloat itself (Clinger's algorithm).
+func parseFloatFast(b []byte) (float64, bool) {
+	i, neg := 0, false
+	if len(b) > 0 && (b[0] == '-' || b[0] == '+') {
+		neg, i = b[0] == '-', 1
+	}
+	var mant uint64
+	digits, exp := 0, 0
+	start := i
+	for ; i < len(b); i++ {
+		d := b[i] - '0'
+		if d > 9 {
+			break
+		}
+		if mant != 0 || d != 0 {
+			digits++
+		}
+		mant = mant*10 + uint64(d)
+	}
+	intEnd := i
+	if i < len(b) && b[i] == '.' {
+		for i++; i < len(b); i++ {
+			d := b[i] - '0'
+			if d > 9 {
+				break
+			}
+			if mant != 0 || d != 0 {
+				digits++
+			}
+			mant = mant*10 + uint64(d)
+			exp--
+		}
+	}
+	if i == start || i == intEnd+1 && intEnd == start || digits > maxExactDigits {
+		return 0, false // no digits at all, or too many for the fast path
+	}
+	if i < len(b) {
+		if b[i] != 'e' && b[i] != 'E' {
+			return 0, false
+		}
+		i++
+		eneg := false
+		if i < len(b) && (b[i] == '-' || b[i] == '+') {
+			eneg, i = b[i] == '-', i+1
+		}
+		if i == len(b) {
+			return 0, false
+		}
+		e := 0
+		for ; i < len(b); i++ {
+			d := b[i] - '0'
+			if d > 9 || e > 1000 {
+				return 0, false
+			}
+			e = e*10 + int(d)
+		}
+		if eneg {
+			e = -e
+		}
+		exp += e
+	}
+	f := float64(mant)
+	switch {
+	case mant == 0 || exp == 0:
+	case exp > 0 && exp <= 22:
+		f *= pow10(exp)
+	case exp < 0 && exp >= -22:
+		f /= pow10(-exp)
+	default:
+		return 0, false
+	}
+	if neg {
+		f = -f
+	}
+	return f, true
+}
+
+// pow10 returns 10^n for 0 <= n <= 22, all exact in a float64.
+func pow10(n int) float64 {
+	switch n {
+	case 0:
+		return 1e0
+	case 1:
+		return 1e1
+	case 2:
+		return 1e2
+	case 3:
+		return 1e3
+	case 4:
+		return 1e4
+	case 5:
+		return 1e5
+	case 6:
+		return 1e6
+	case 7:
+		return 1e7
+	case 8:
+		return 1e8
+	case 9:
+		return 1e9
+	case 10:
+		return 1e10
+	case 11:
+		return 1e11
+	case 12:
+		return 1e12
+	case 13:
+		return 1e13
+	case 14:
+		return 1e14
+	case 15:
+		return 1e15
+	case 16:
+		return 1e16
+	case 17:
+		return 1e17
+	case 18:
+		return 1e18
+	case 19:
+		return 1e19
+	case 20:
+		return 1e20
+	case 21:
+		return 1e21
+	default:
+		return 1e22
+	}
 }
 
 // parseInt64 parses a text format timestamp: a decimal integer with an

@@ -22,7 +22,7 @@ func (p *Parser) textComment(line []byte) error {
 	}
 	n := scanMetricName(rest)
 	if n == 0 || n < len(rest) && !isBlank(rest[n]) {
-		return p.errorf("invalid metric name in %s line", keyword)
+		return p.errorf("invalid metric name in %s line at %s", keyword, quote(rest))
 	}
 	name := rest[:n]
 	rest = rest[skipBlanks(rest, n):]
@@ -78,7 +78,7 @@ func (p *Parser) omComment(line []byte) error {
 	rest := line[7:]
 	n := scanMetricName(rest)
 	if n == 0 || n < len(rest) && rest[n] != ' ' {
-		return p.errorf("invalid metric name in %s line", keyword)
+		return p.errorf("invalid metric name in %s line at %s", keyword, quote(rest))
 	}
 	name := rest[:n]
 	if n < len(rest) {

@@ -69,14 +69,11 @@ func (p *Parser) parseSample(line []byte) error {
 		return err
 	}
 
-	p.s = Sample{
-		Name:         name,
-		Labels:       labels,
-		Value:        value,
-		TimestampMs:  ts,
-		HasTimestamp: hasTS,
-	}
-	p.classify(&p.s)
+	// Field by field rather than with a composite literal, for the reason
+	// given in parseLabels.
+	s := &p.s
+	s.Name, s.Labels, s.Value, s.TimestampMs, s.HasTimestamp = name, labels, value, ts, hasTS
+	p.classify(s)
 	return nil
 }
 

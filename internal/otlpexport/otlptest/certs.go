@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 )
@@ -22,7 +23,9 @@ type CA struct {
 	key     *ecdsa.PrivateKey
 	certPEM []byte
 	dir     string
-	serial  int64
+
+	mu     sync.Mutex
+	serial int64
 }
 
 // NewCA creates a self-signed CA and writes its certificate to CertFile.
@@ -67,9 +70,12 @@ func (ca *CA) Pool() *x509.CertPool {
 func (ca *CA) Issue(t testing.TB, name string, server bool) (certFile, keyFile string) {
 	t.Helper()
 	key := newKey(t)
+	ca.mu.Lock()
 	ca.serial++
+	serial := ca.serial
+	ca.mu.Unlock()
 	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(ca.serial),
+		SerialNumber: big.NewInt(serial),
 		Subject:      pkix.Name{CommonName: name},
 		NotBefore:    time.Now().Add(-time.Hour),
 		NotAfter:     time.Now().Add(24 * time.Hour),
