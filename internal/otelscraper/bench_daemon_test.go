@@ -66,7 +66,10 @@ func BenchmarkDaemon30k(b *testing.B) {
 	cmd := exec.Command(bin, "--discovery.kubernetes=false", "--node.name=bench", "--rules.file="+rules,
 		"--target.static=job=bench,url="+srv.URL+"/metrics,interval=1s",
 		"--otlp.protocol=http/protobuf", "--otlp.endpoint="+recv.URL(), "--otlp.insecure",
-		"--queue.dir="+filepath.Join(dir, "queue"), "--web.listen-address=", "--log.level=error", "--runtime.memory-limit-mib="+os.Getenv("BENCH_MEMLIMIT"))
+		"--queue.dir="+filepath.Join(dir, "queue"), "--web.listen-address=", "--log.level=error")
+	if l := os.Getenv("BENCH_MEMLIMIT_MIB"); l != "" { // to compare runtime memory limits
+		cmd.Args = append(cmd.Args, "--runtime.memory-limit-mib="+l)
+	}
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)
 	}
