@@ -83,7 +83,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.RulesConfigMap, "rules.configmap", "kube-system/otel-shoot-scraper-rules", "namespace/name of the ConfigMap with filter rules (watched, applied without restart); the built-in Gardener defaults apply until it exists.")
 	fs.StringVar(&o.RulesKey, "rules.key", "rules.yaml", "Key of the rules in the ConfigMap.")
 	fs.StringVar(&o.RulesFile, "rules.file", "", "Filter rules from a file, read at start (for --discovery.kubernetes=false); replaces the ConfigMap.")
-	fs.Int64Var(&o.MemoryLimitMiB, "runtime.memory-limit-mib", 48, "Soft memory limit of the Go runtime in MiB (GOMEMLIMIT): the garbage collector works harder near it; 0 leaves the runtime default.")
+	fs.Int64Var(&o.MemoryLimitMiB, "runtime.memory-limit-mib", 0, "Soft memory limit of the Go runtime in MiB (as GOMEMLIMIT): the garbage collector works harder near it, trading CPU for memory; set it below the container limit. 0 leaves the runtime default.")
 	fs.StringArrayVar(&o.ResourceAttrs, "resource.attribute", nil, "An OTLP resource attribute added to every target, key=value (e.g. shoot.name=my-shoot); repeatable.")
 
 	c := &o.OTLP
