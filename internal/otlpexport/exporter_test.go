@@ -97,6 +97,7 @@ func TestOutage(t *testing.T) {
 			e.run(t)
 			e.enqueue(t, batch(0, 5))
 			r.WaitDataPoints(t, 5, waitFor)
+			e.waitDrained(t) // the response arrived: stopping now cannot cause a resend
 
 			r.Stop()
 			for id := 1; id <= 20; id++ {

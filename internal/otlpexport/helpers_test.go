@@ -83,7 +83,7 @@ func testConfig(r *otlptest.Receiver, p otlpexport.Protocol) otlpexport.Config {
 		Endpoint:     r.URL(),
 		Protocol:     p,
 		Insecure:     true,
-		Timeout:      5 * time.Second,
+		Timeout:      30 * time.Second, // a loaded CI machine must not turn a slow answer into a resend
 		RetryInitial: 10 * time.Millisecond,
 		RetryMax:     200 * time.Millisecond,
 	}

@@ -2,7 +2,10 @@ package promtext
 
 import (
 	"bytes"
+	"encoding/binary"
+	"math/bits"
 	"slices"
+	"unicode/utf8"
 )
 
 // parseLabels parses a label set from just after its '{' to just after its
@@ -82,20 +85,29 @@ func (p *Parser) parseLabels(line []byte, i int, labels []Label, store bool) ([]
 // labelValue parses a quoted label value from just after its opening quote
 // and returns it unescaped and the index after its closing quote. A value
 // without escapes is a slice of line; one with escapes is unescaped into
-// p.unesc (when store is set; otherwise it is only checked).
+// p.unesc (when store is set; otherwise it is only checked). Values must be
+// valid UTF-8.
 func (p *Parser) labelValue(line []byte, i int, store bool) ([]byte, int, error) {
 	rest := line[i:]
-	q := bytes.IndexByte(rest, '"')
-	if q < 0 {
+	q, nonASCII := scanQuoteOrBackslash(rest)
+	if q < len(rest) && rest[q] == '"' {
+		value := rest[:q:q]
+		if nonASCII && !utf8.Valid(value) {
+			return nil, i + q, p.errorf("label value %s is not valid UTF-8", quote(value))
+		}
+		return value, i + q + 1, nil
+	}
+	if q == len(rest) {
 		return nil, len(line), p.errorf("unterminated label value")
 	}
-	if bytes.IndexByte(rest[:q], '\\') < 0 {
-		return rest[:q:q], i + q + 1, nil
-	}
-	// Slow path: escapes, and the first quote may be an escaped one. The
-	// unescaped values of one line never outgrow the line, so growing
-	// p.unesc to the line's length before the first value keeps earlier
-	// values of the line valid.
+	return p.escapedLabelValue(line, i, store)
+}
+
+// escapedLabelValue is labelValue's slow path, for a value with escapes. The
+// unescaped values of one line never outgrow the line, so growing p.unesc to
+// the line's length before the first one keeps the earlier values of the
+// line valid while later ones are appended.
+func (p *Parser) escapedLabelValue(line []byte, i int, store bool) ([]byte, int, error) {
 	if store && len(p.unesc) == 0 && cap(p.unesc) < len(line) {
 		p.unesc = make([]byte, 0, len(line))
 	}
@@ -104,6 +116,9 @@ func (p *Parser) labelValue(line []byte, i int, store bool) ([]byte, int, error)
 		c := line[j]
 		switch c {
 		case '"':
+			if !utf8.Valid(line[i:j]) {
+				return nil, j, p.errorf("label value %s is not valid UTF-8", quote(line[i:j]))
+			}
 			if !store {
 				return nil, j + 1, nil
 			}
@@ -127,6 +142,45 @@ func (p *Parser) labelValue(line []byte, i int, store bool) ([]byte, int, error)
 		}
 	}
 	return nil, len(line), p.errorf("unterminated label value")
+}
+
+// Constants for scanning eight bytes at a time.
+const (
+	ones   = 0x0101010101010101
+	highs  = 0x8080808080808080
+	quotes = ones * '"'
+	slashs = ones * '\\'
+)
+
+// scanQuoteOrBackslash returns the index of the first '"' or '\\' in b (or
+// len(b)), and whether a byte before it is not ASCII. It reads eight bytes
+// at a time: most label values are short, where a call to bytes.IndexByte
+// costs more than it saves, and one pass finds both bytes and checks for
+// non-ASCII ones.
+func scanQuoteOrBackslash(b []byte) (int, bool) {
+	var high uint64
+	i := 0
+	for ; i+8 <= len(b); i += 8 {
+		w := binary.LittleEndian.Uint64(b[i:])
+		q, s := w^quotes, w^slashs
+		// A zero byte in q or s is a match; (x-ones)&^x&highs flags the first
+		// zero byte of x exactly (only bytes after it can be flagged
+		// falsely).
+		if t := ((q-ones)&^q | (s-ones)&^s) & highs; t != 0 {
+			n := uint(bits.TrailingZeros64(t)) / 8
+			high |= w & (1<<(8*n) - 1) & highs
+			return i + int(n), high != 0
+		}
+		high |= w & highs
+	}
+	for ; i < len(b); i++ {
+		if c := b[i]; c == '"' || c == '\\' {
+			return i, high != 0
+		} else {
+			high |= uint64(c & 0x80)
+		}
+	}
+	return len(b), high != 0
 }
 
 // smallLabelSet is the largest label set that duplicateLabel checks with a

@@ -1,6 +1,6 @@
 package promtext
 
-import "unicode/utf8"
+import "bytes"
 
 // parseSample parses a sample line into p.s:
 //
@@ -11,10 +11,9 @@ import "unicode/utf8"
 // between the label set and the value, as expfmt does); OpenMetrics wants
 // exactly one space.
 func (p *Parser) parseSample(line []byte) error {
-	if !utf8.Valid(line) {
-		return p.errorf("sample line is not valid UTF-8")
-	}
-	n := scanMetricName(line)
+	// Only label values may hold non-ASCII bytes, and labelValue checks
+	// them; everything else on the line is checked against an ASCII grammar.
+	n := p.scanSampleName(line)
 	if n == 0 {
 		return p.errorf("invalid metric name at %s", quote(line))
 	}
@@ -75,6 +74,22 @@ func (p *Parser) parseSample(line []byte) error {
 	s.Name, s.Labels, s.Value, s.TimestampMs, s.HasTimestamp = name, labels, value, ts, hasTS
 	p.classify(s)
 	return nil
+}
+
+// scanSampleName returns the length of the metric name at the start of
+// line. Most samples are named after the current family, so when the line
+// starts with the family name (checked once, on its metadata line) only the
+// rest of the name is scanned byte by byte.
+func (p *Parser) scanSampleName(line []byte) int {
+	f := p.fam
+	if len(f) == 0 || len(line) < len(f) || !bytes.Equal(line[:len(f)], f) {
+		return scanMetricName(line)
+	}
+	i := len(f)
+	for i < len(line) && inSet(line[i], metricCharLo, metricCharHi) {
+		i++
+	}
+	return i
 }
 
 // textTail parses what follows the value in the text format: an optional
