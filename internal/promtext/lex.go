@@ -293,14 +293,15 @@ func parseInt64(b []byte) (int64, bool) {
 
 // parseOMTimestamp parses an OpenMetrics timestamp (seconds, possibly
 // fractional) into milliseconds, rounded to the nearest millisecond with
-// halves away from zero. Plain decimals are converted exactly; other forms
-// (exponents) go through float64. NaN, infinities and values outside int64
-// milliseconds are rejected.
+// halves away from zero. Decimal forms, with or without an exponent, are
+// converted exactly (client_golang writes 1.700000000123e+09, which is not
+// exact as a float64); others go through float64. NaN, infinities and
+// values outside int64 milliseconds are rejected.
 func parseOMTimestamp(b []byte) (int64, bool) {
 	if ms, ok, exact := parseDecimalMs(b); exact {
 		return ms, ok
 	}
-	if hasFloatJunk(b) {
+	if len(b) == 0 || hasFloatJunk(b) {
 		return 0, false
 	}
 	f, err := strconv.ParseFloat(unsafeString(b), 64)
@@ -314,47 +315,86 @@ func parseOMTimestamp(b []byte) (int64, bool) {
 	return int64(ms), true
 }
 
-// parseDecimalMs converts [+-]digits[.digits] seconds to milliseconds
-// exactly. exact is false when b has another form (for the float path); ok
-// is false when it has this form but is out of range.
+// maxExactExponent bounds the exponents parseDecimalMs handles itself.
+const maxExactExponent = 400
+
+// parseDecimalMs converts [+-]digits[.digits][(e|E)[+-]digits] seconds to
+// milliseconds exactly. exact is false when b has another form (for the
+// float path); ok is false when it has this form but is out of range.
 func parseDecimalMs(b []byte) (ms int64, ok, exact bool) {
 	neg, i := false, 0
 	if len(b) > 0 && (b[0] == '-' || b[0] == '+') {
 		neg, i = b[0] == '-', 1
 	}
-	var sec uint64
-	intDigits := 0
-	for ; i < len(b) && b[i]-'0' <= 9; i++ {
-		if sec > math.MaxInt64/1000 {
-			return 0, false, true
-		}
-		sec = sec*10 + uint64(b[i]-'0')
-		intDigits++
+	mantStart := i
+	for i < len(b) && b[i]-'0' <= 9 {
+		i++
 	}
-	var frac uint64 // milliseconds
-	fracDigits := 0
-	roundUp := false
+	intDigits := i - mantStart
+	fracStart := i
 	if i < len(b) && b[i] == '.' {
-		for i++; i < len(b) && b[i]-'0' <= 9; i++ {
-			switch {
-			case fracDigits < 3:
-				frac = frac*10 + uint64(b[i]-'0')
-			case fracDigits == 3:
-				roundUp = b[i] >= '5'
-			}
-			fracDigits++
+		i++
+		fracStart = i
+		for i < len(b) && b[i]-'0' <= 9 {
+			i++
 		}
 	}
-	if i != len(b) || intDigits+fracDigits == 0 {
+	mantEnd := i
+	if intDigits+mantEnd-fracStart == 0 {
 		return 0, false, false
 	}
-	for n := fracDigits; n < 3; n++ {
-		frac *= 10
+	exp := 0
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		i++
+		eneg := false
+		if i < len(b) && (b[i] == '-' || b[i] == '+') {
+			eneg, i = b[i] == '-', i+1
+		}
+		if i == len(b) {
+			return 0, false, false
+		}
+		for ; i < len(b); i++ {
+			d := b[i] - '0'
+			if d > 9 || exp > maxExactExponent {
+				return 0, false, false
+			}
+			exp = exp*10 + int(d)
+		}
+		if eneg {
+			exp = -exp
+		}
 	}
-	if sec > math.MaxInt64/1000 {
-		return 0, false, true
+	if i != len(b) {
+		return 0, false, false
 	}
-	u := sec*1000 + frac
+	// The digits before index point (in the digit sequence without the
+	// '.') are whole milliseconds; the digit at point rounds.
+	point := intDigits + exp + 3
+	var u uint64
+	k := 0
+	roundUp := false
+	for j := mantStart; j < mantEnd; j++ {
+		if j == fracStart-1 && b[j] == '.' {
+			continue
+		}
+		d := uint64(b[j] - '0')
+		switch {
+		case k < point:
+			if u > math.MaxInt64/10 {
+				return 0, false, true
+			}
+			u = u*10 + d
+		case k == point:
+			roundUp = d >= 5
+		}
+		k++
+	}
+	for ; k < point; k++ {
+		if u > math.MaxInt64/10 {
+			return 0, false, true
+		}
+		u *= 10
+	}
 	if roundUp {
 		u++
 	}

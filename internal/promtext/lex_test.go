@@ -58,14 +58,39 @@ func TestParseDecimalMsRounding(t *testing.T) {
 	for s, want := range map[string]int64{
 		"0.0005": 1, "0.00049": 0, "-0.0005": -1, "1.2345": 1235, "1.2344999": 1234, "7": 7000, "-7.5": -7500,
 		"9223372036854775.807": math.MaxInt64, "-9223372036854775.807": -math.MaxInt64,
+		"1.700000000123e+09": 1700000000123, "5e-4": 1, "5e-5": 0, "1.5E3": 1500000, "-2.5e-3": -3,
+		"9.223372036854775807e15": math.MaxInt64, "0e9999": 0, "0.0000001e7": 1, "12345e-2": 123450,
 	} {
 		if got, ok := parseOMTimestamp([]byte(s)); !ok || got != want {
 			t.Errorf("parseOMTimestamp(%q) = %v, %v; want %v", s, got, ok, want)
 		}
 	}
-	for _, s := range []string{"9223372036854775.808", "9223372036854775.8075", "99999999999999999999", "", "-", "+.", "1.2.3", "1,5"} {
+	for _, s := range []string{"1e16", "9.223372036854775808e15", "1e401", "9223372036854775.808", "9223372036854775.8075", "99999999999999999999", "", "-", "+.", "1.2.3", "1,5"} {
 		if got, ok := parseOMTimestamp([]byte(s)); ok {
 			t.Errorf("parseOMTimestamp(%q) = %v, want an error", s, got)
 		}
 	}
+}
+
+// FuzzScanQuoteOrBackslash checks the eight-bytes-at-a-time scan against a
+// byte loop.
+func FuzzScanQuoteOrBackslash(f *testing.F) {
+	for _, s := range []string{"", "a", `abc"`, `abcdefgh"`, `abcdefghi\`, "ünïcödé\"x", "\x80\x80\x80\x80\x80\x80\x80\x80\"", `""`, "0123456789abcdef\\"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		want, wantHigh := len(b), false
+		for i, c := range b {
+			if c == '"' || c == '\\' {
+				want = i
+				break
+			}
+			if c >= 0x80 {
+				wantHigh = true
+			}
+		}
+		if got, high := scanQuoteOrBackslash(b); got != want || high != wantHigh {
+			t.Fatalf("scanQuoteOrBackslash(%q) = %d, %v; want %d, %v", b, got, high, want, wantHigh)
+		}
+	})
 }
