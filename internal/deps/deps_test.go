@@ -26,6 +26,14 @@ var forbidden = map[string][]string{
 		"k8s.io/kubectl", // its drain is a small eviction loop
 		"github.com/trellis-garden/trellis/internal/imds/imdsfake", // tests and demo only
 	},
+	"otel-shoot-scraper": {
+		"golang.zx2c4.com/wireguard",
+		"gvisor.dev/",
+		"github.com/vishvananda/netlink",
+		"github.com/cilium/ebpf",
+		"github.com/prometheus/prometheus", // its own parser: internal/promtext
+		"github.com/trellis-garden/trellis/internal/otlpexport/otlptest", // tests only
+	},
 }
 
 func TestBinariesLinkOnlyWhatTheyNeed(t *testing.T) {
