@@ -1,13 +1,7 @@
 package eventwatcher
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"errors"
-	"io"
-	"os"
-	"path/filepath"
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -16,8 +10,6 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
-	"k8s.io/client-go/kubernetes/scheme"
 
 	"github.com/trellis-garden/trellis/internal/testenv"
 )
@@ -28,49 +20,25 @@ import (
 func TestDeployBase(t *testing.T) {
 	env := testenv.Get(t)
 	ctx := context.Background()
-	files, _ := filepath.Glob("../../deploy/event-watcher/base/*.yaml")
 	dry := metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}}
 	var ds *appsv1.DaemonSet
-	for _, f := range files {
-		if filepath.Base(f) == "kustomization.yaml" {
-			continue
+	for _, obj := range testenv.ReadManifests(t, "../../deploy/event-watcher/base") {
+		var err error
+		switch o := obj.(type) {
+		case *corev1.ServiceAccount:
+			_, err = env.Client.CoreV1().ServiceAccounts("kube-system").Create(ctx, o, dry)
+		case *rbacv1.ClusterRole:
+			_, err = env.Client.RbacV1().ClusterRoles().Create(ctx, o, metav1.CreateOptions{})
+		case *rbacv1.ClusterRoleBinding:
+			_, err = env.Client.RbacV1().ClusterRoleBindings().Create(ctx, o, metav1.CreateOptions{})
+		case *appsv1.DaemonSet:
+			ds = o
+			_, err = env.Client.AppsV1().DaemonSets("kube-system").Create(ctx, o, dry)
+		default:
+			t.Fatalf("unexpected %T in the base", obj)
 		}
-		data, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
-		for {
-			doc, err := r.Read()
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(bytes.TrimSpace(doc)) == 0 {
-				continue
-			}
-			obj, _, err := scheme.Codecs.UniversalDeserializer().Decode(doc, nil, nil)
-			if err != nil {
-				t.Fatalf("%s: %v", f, err)
-			}
-			switch o := obj.(type) {
-			case *corev1.ServiceAccount:
-				_, err = env.Client.CoreV1().ServiceAccounts("kube-system").Create(ctx, o, dry)
-			case *rbacv1.ClusterRole:
-				_, err = env.Client.RbacV1().ClusterRoles().Create(ctx, o, metav1.CreateOptions{})
-			case *rbacv1.ClusterRoleBinding:
-				_, err = env.Client.RbacV1().ClusterRoleBindings().Create(ctx, o, metav1.CreateOptions{})
-			case *appsv1.DaemonSet:
-				ds = o
-				_, err = env.Client.AppsV1().DaemonSets("kube-system").Create(ctx, o, dry)
-			default:
-				t.Fatalf("unexpected %T in the base", obj)
-			}
-			if err != nil && !apierrors.IsAlreadyExists(err) {
-				t.Fatalf("%s: %T rejected: %v", f, obj, err)
-			}
+		if err != nil && !apierrors.IsAlreadyExists(err) {
+			t.Fatalf("%T rejected: %v", obj, err)
 		}
 	}
 	if ds == nil {

@@ -1,13 +1,7 @@
 package wggateway
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"errors"
-	"io"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -18,51 +12,13 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/kubernetes/scheme"
 
 	"github.com/trellis-garden/trellis/internal/kube"
 	"github.com/trellis-garden/trellis/internal/testenv"
 )
 
 const deployBase = "../../deploy/wg-gateway/base"
-
-// decodeManifests reads every object of the base's resource files.
-func decodeManifests(t *testing.T) []runtime.Object {
-	t.Helper()
-	files, _ := filepath.Glob(filepath.Join(deployBase, "*.yaml"))
-	var objs []runtime.Object
-	for _, f := range files {
-		if filepath.Base(f) == "kustomization.yaml" {
-			continue
-		}
-		data, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
-		for {
-			doc, err := r.Read()
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			if err != nil {
-				t.Fatalf("%s: %v", f, err)
-			}
-			if len(bytes.TrimSpace(doc)) == 0 {
-				continue
-			}
-			obj, _, err := scheme.Codecs.UniversalDeserializer().Decode(doc, nil, nil)
-			if err != nil {
-				t.Fatalf("%s: %v", f, err)
-			}
-			objs = append(objs, obj)
-		}
-	}
-	return objs
-}
 
 // TestDeployBase checks deploy/wg-gateway/base against the real API server: every
 // object is accepted (server-side dry run), the workload is hardened, and the RBAC
@@ -76,7 +32,7 @@ func TestDeployBase(t *testing.T) {
 	}
 	dry := metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}}
 	var dep *appsv1.Deployment
-	for _, obj := range decodeManifests(t) {
+	for _, obj := range testenv.ReadManifests(t, deployBase) {
 		var err error
 		switch o := obj.(type) {
 		case *corev1.ServiceAccount:
