@@ -6,27 +6,40 @@
 // hold tens of thousands of series. The parser therefore
 //
 //   - works on the whole payload in memory and hands out slices of it instead
-//     of strings, so that a sample costs no allocation once a Parser has warmed
-//     up its scratch buffers;
+//     of strings, so that a warmed-up Parser allocates nothing per sample;
 //   - delivers each sample to a callback as soon as its line is parsed, with
 //     its family's name, type, HELP and UNIT attached, and builds no maps or
 //     trees;
 //   - bounds everything a hostile payload controls: line length
 //     (MaxLineLength), labels per sample (MaxLabels), and the scratch memory
-//     kept for unescaping (at most one line);
-//   - stops at the first malformed line with a *ParseError; samples before it
-//     have already been delivered.
+//     it keeps (one unescaped line and one HELP text at most);
+//   - stops at the first malformed line with a *ParseError; the samples before
+//     it have already been delivered.
 //
-// Families follow the metadata lines: a HELP, TYPE or UNIT line names the
-// current family, and a sample belongs to it when its name is the family name
-// or the family name plus a suffix that the family's type allows (see
-// Suffix). A sample that matches no current family is its own family of type
-// TypeUnknown. Both formats require a family's samples to follow its metadata
-// without other families in between, and the parser relies on that instead of
-// remembering every family it has seen.
+// # Families
 //
-// Metric and label names must be legacy Prometheus names
-// ([a-zA-Z_:][a-zA-Z0-9_:]* and [a-zA-Z_][a-zA-Z0-9_]*); the quoted UTF-8
-// names of Prometheus 3 are rejected, and AcceptHeader asks targets to escape
-// such names instead.
+// A HELP, TYPE or UNIT line names the current family. A sample belongs to it
+// when its name is the family name, or the family name plus a suffix that the
+// family's type allows (see Suffix); otherwise the sample is
+// a family of its own, named like the sample, of type TypeUnknown and without
+// HELP. Both formats require a family's samples to follow its metadata
+// without other families in between, and the parser relies on that instead
+// of remembering every family it has seen. Repeated HELP or TYPE lines are
+// not errors: the last one wins.
+//
+// # Validation
+//
+// Names must be legacy Prometheus names ([a-zA-Z_:][a-zA-Z0-9_:]* for
+// metrics, [a-zA-Z_][a-zA-Z0-9_]* for labels); the quoted UTF-8 names of
+// Prometheus 3, and names inside the braces, are rejected, and AcceptHeader asks targets to escape such
+// names instead. Label values, HELP and UNIT must be valid UTF-8 (they end
+// up in OTLP strings). Duplicate label names and the label name __name__ are
+// errors. The le and quantile values are not parsed: consumers do that.
+//
+// Compared with github.com/prometheus/common/expfmt on the text format, the
+// parser also rejects a value glued to the metric name ("foo+1") and invalid
+// UTF-8 in HELP, and it accepts a last line without a newline, blanks after
+// the value, timestamp or type, repeated HELP and TYPE lines, and le or
+// quantile values that are not numbers. Where both accept a payload they yield the
+// same values (a differential test and the fuzz test check this).
 package promtext

@@ -17,14 +17,8 @@ func (p *Parser) classify(s *Sample) {
 }
 
 // familySuffix reports whether rest (what follows the family name in a
-// sample name) is a suffix that a family of type t allows, and which. The
-// empty suffix is allowed for every type.
-//
-//	counter         _total (OpenMetrics only), _created
-//	histogram       _bucket, _sum, _count, _created
-//	summary         _sum, _count, _created
-//	gaugehistogram  _bucket, _gcount, _gsum
-//	info            _info
+// sample name) is a suffix that a family of type t allows (see Suffix), and
+// which. The empty suffix is allowed for every type.
 func familySuffix(t MetricType, rest []byte, om bool) (Suffix, bool) {
 	if len(rest) == 0 {
 		return SuffixNone, true

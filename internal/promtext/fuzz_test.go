@@ -10,50 +10,33 @@ import (
 	dto "github.com/prometheus/client_model/go"
 )
 
-// fuzzSeeds are the table test inputs, small fixtures and a few OpenMetrics
-// payloads, each in the format it is meant for.
-func fuzzSeeds() []struct {
+// fuzzSeed is one seed input and whether it is OpenMetrics.
+type fuzzSeed struct {
 	data []byte
 	om   bool
-} {
-	var seeds []struct {
-		data []byte
-		om   bool
-	}
-	add := func(s string, om bool) {
-		seeds = append(seeds, struct {
-			data []byte
-			om   bool
-		}{[]byte(s), om})
+}
+
+// fuzzSeeds are the table test inputs and the first lines of the fixtures.
+func fuzzSeeds() []fuzzSeed {
+	var seeds []fuzzSeed
+	for _, cases := range [][]parseCase{textCases(), textErrorCases(), omCases(), omErrorCases()} {
+		for _, c := range cases {
+			if len(c.in) <= 4096 {
+				seeds = append(seeds, fuzzSeed{[]byte(c.in), c.format == FormatOpenMetrics})
+			}
+		}
 	}
 	node, _ := nodeExporterPayload()
 	kubelet, _ := kubeletPayload()
 	cadvisor, _ := cadvisorPayload(1)
 	for _, b := range [][]byte{node, kubelet, cadvisor} {
-		// The first lines only: large seeds make the fuzzer slow to
-		// mutate and minimise.
-		for i := 0; i < 3; i++ {
-			cut := bytes.LastIndexByte(b[:min(len(b), 1500)], '\n')
-			add(string(b[:cut+1]), false)
-			b = b[cut+1:]
+		// Three pieces of about 1.5 kB each: large seeds make the fuzzer
+		// slow to mutate and minimise.
+		for range 3 {
+			cut := bytes.LastIndexByte(b[:min(len(b), 1500)], '\n') + 1
+			seeds = append(seeds, fuzzSeed{b[:cut], false})
+			b = b[cut:]
 		}
-	}
-	for _, s := range []string{
-		"# TYPE foo counter\n# HELP foo Foo.\n# UNIT foo things\nfoo_total{a=\"b\"} 17.0 1520879607.789 # {trace_id=\"x\"} 0.67 1520879602.890\nfoo_created{a=\"b\"} 1520430000.123\n# EOF\n",
-		"# TYPE h histogram\nh_bucket{le=\"0.1\"} 8 # {} 0.054\nh_bucket{le=\"+Inf\"} 17\nh_sum 3.5\nh_count 17\n# EOF",
-		"# TYPE s summary\ns{quantile=\"0.9\"} 2\ns_sum 10\ns_count 5\n# TYPE b info\nb_info{v=\"1\"} 1\n# TYPE st stateset\nst{st=\"a\"} 1\n# TYPE g gaugehistogram\ng_bucket{le=\"+Inf\"} 1\ng_gcount 1\ng_gsum 1\n# EOF\n",
-		"a{b=\"c\\\\d\\\"e\\nf\"} NaN -1.5\n# EOF\n",
-	} {
-		add(s, true)
-	}
-	for _, s := range []string{
-		"# HELP x a\\\\b\\nc\n# TYPE x summary\nx{quantile=\"0.5\"} 1 123\nx_sum 2\nx_count 3\n",
-		"  w\t{ a = \"1\" , b=\"2\", }\t3 \t 4\t\n\nw{}5\nw 6",
-		"# TYPE a histogram\n# TYPE b gauge\na_bucket{le=\"1\"} 1\nb 2\n",
-		"v +Inf\nv -Inf\nv nan\nv 1e3\nv -0\nv .5\n",
-		"foo{a=\"1\",a=\"2\"} 1\n",
-	} {
-		add(s, false)
 	}
 	return seeds
 }
@@ -159,7 +142,7 @@ func stricterThanExpfmt(msg string) bool {
 // expfmtStricter reports whether expfmt's error is one of the rules Parse
 // deliberately does not enforce: a trailing newline on the last line,
 // one HELP and one TYPE per family before its samples (Parse follows the
-// last metadata line), no blanks after the value or timestamp, and le and
+// last metadata line), no blanks after the value, timestamp or type, and le and
 // quantile values that parse as floats (Parse leaves them to consumers).
 func expfmtStricter(data []byte, msg string) bool {
 	switch {
@@ -171,6 +154,11 @@ func expfmtStricter(data []byte, msg string) bool {
 		return true
 	case strings.HasSuffix(msg, `expected integer as timestamp, got ""`):
 		return true
+	case strings.Contains(msg, "unknown metric type "):
+		_, s, _ := strings.Cut(msg, "unknown metric type ")
+		u, err := strconv.Unquote(s)
+		_, ok := textType(trimRightBlanks([]byte(u)))
+		return err == nil && ok
 	case strings.Contains(msg, "spurious string after timestamp: "):
 		_, s, _ := strings.Cut(msg, "spurious string after timestamp: ")
 		u, err := strconv.Unquote(s)

@@ -101,7 +101,7 @@ func (p *Parser) omComment(line []byte) error {
 			return p.errorf("invalid unit %s", quote(rest))
 		}
 		p.setFamily(name)
-		p.unit = nilIfEmpty(rest)
+		p.unit = nilIfEmpty(rest[:len(rest):len(rest)])
 	}
 	return nil
 }
@@ -146,7 +146,7 @@ func (p *Parser) setFamily(name []byte) {
 	if bytes.Equal(name, p.fam) {
 		return
 	}
-	p.fam, p.famType, p.help, p.unit = name, TypeUnknown, nil, nil
+	p.fam, p.famType, p.help, p.unit = name[:len(name):len(name)], TypeUnknown, nil, nil
 }
 
 // setHelp makes name the current family and raw, unescaped, its HELP text.
@@ -166,7 +166,7 @@ func (p *Parser) setHelp(name, raw []byte) error {
 	if !utf8.Valid(help) {
 		return p.errorf("HELP text is not valid UTF-8")
 	}
-	p.help = nilIfEmpty(help)
+	p.help = nilIfEmpty(help[:len(help):len(help)])
 	return nil
 }
 

@@ -54,8 +54,17 @@ func runParseCases(t *testing.T, cases []parseCase) {
 	}
 }
 
-func TestParseText(t *testing.T) {
-	runParseCases(t, []parseCase{
+func TestParseText(t *testing.T) { runParseCases(t, textCases()) }
+
+func TestParseTextErrors(t *testing.T) { runParseCases(t, textErrorCases()) }
+
+func TestParseOpenMetrics(t *testing.T) { runParseCases(t, omCases()) }
+
+func TestParseOpenMetricsErrors(t *testing.T) { runParseCases(t, omErrorCases()) }
+
+// textCases are well-formed text format payloads.
+func textCases() []parseCase {
+	return []parseCase{
 		{
 			name: "gauge with metadata, labels and timestamp",
 			in: "# HELP node_load1 1m load average.\n" +
@@ -159,6 +168,11 @@ func TestParseText(t *testing.T) {
 			want: []rec{{Family: "m", Name: "m", Labels: L("a", `x\y`, "b", `say "hi"`, "c", "l1\nl2", "d", "{},=# ", "e", "ünï 日本", "f", ""), Value: 1}},
 		},
 		{
+			name: "long non-ASCII label values",
+			in:   "m{a=\"日本語のラベル値はとても長いです\",b=\"0123456789abcdef€\"} 1\n",
+			want: []rec{{Family: "m", Name: "m", Labels: L("a", "日本語のラベル値はとても長いです", "b", "0123456789abcdef€"), Value: 1}},
+		},
+		{
 			name: "values",
 			in:   "v 1\nv -2\nv +3\nv 1.5e-3\nv .5\nv 5.\nv 1E3\nv -0\nv NaN\nv nan\nv +Inf\nv -Inf\nv Inf\nv inf\nv +infinity\nv 123456789012345678901\nv 1e308\n",
 			want: []rec{
@@ -207,12 +221,13 @@ func TestParseText(t *testing.T) {
 			in:   "# UNIT x_seconds seconds\n# TYPE x_seconds gauge\nx_seconds 1\n",
 			want: []rec{{Family: "x_seconds", Type: TypeGauge, Name: "x_seconds", Value: 1}},
 		},
-	})
+	}
 }
 
-func TestParseTextErrors(t *testing.T) {
+// textErrorCases are malformed text format payloads.
+func textErrorCases() []parseCase {
 	ok := []rec{{Family: "ok", Name: "ok", Value: 1}}
-	runParseCases(t, []parseCase{
+	return []parseCase{
 		{name: "missing value", in: "ok 1\nfoo\n", want: ok, wantErr: "missing value", errLine: 2},
 		{name: "missing value after labels", in: "ok 1\n\nfoo{a=\"1\"}\n", want: ok, wantErr: "missing value", errLine: 3},
 		{name: "bad value", in: "foo bar\n", wantErr: "invalid value"},
@@ -243,6 +258,11 @@ func TestParseTextErrors(t *testing.T) {
 		{name: "unterminated label set", in: "foo{a=\"1\"\n", wantErr: "unterminated label set"},
 		{name: "bad escape", in: "foo{a=\"\\t\"} 1\n", wantErr: "invalid escape"},
 		{name: "invalid UTF-8 in label value", in: "foo{a=\"\xff\"} 1\n", wantErr: "UTF-8"},
+		{name: "invalid UTF-8 in a long label value", in: "foo{a=\"0123456789abcdef\xc3\x28 and more\"} 1\n", wantErr: "UTF-8"},
+		{name: "invalid UTF-8 in an escaped label value", in: "foo{a=\"\\\\\xe2\x82\"} 1\n", wantErr: "UTF-8"},
+		{name: "non-ASCII metric name", in: "fö 1\n", wantErr: "after metric name"},
+		{name: "non-ASCII after timestamp", in: "foo 1 2 ü\n", wantErr: "after timestamp"},
+		{name: "non-ASCII value", in: "foo 1ü\n", wantErr: "invalid value"},
 		{name: "unknown type", in: "# TYPE foo bogus\n", wantErr: "unknown metric type"},
 		{name: "OpenMetrics type in text", in: "# TYPE foo info\n", wantErr: "unknown metric type"},
 		{name: "bad HELP escape", in: "# HELP foo a\\tb\n", wantErr: "invalid escape"},
@@ -253,7 +273,7 @@ func TestParseTextErrors(t *testing.T) {
 		{name: "line too long", in: "ok 1\nfoo{a=\"" + strings.Repeat("x", MaxLineLength) + "\"} 1\n", want: ok, wantErr: "line longer than", errLine: 2},
 		{name: "too many labels", in: "foo{" + manyLabels(MaxLabels+1) + "} 1\n", wantErr: "more than 512 labels"},
 		{name: "duplicate in a large label set", in: "foo{" + manyLabels(100) + ",l7=\"again\"} 1\n", wantErr: "duplicate label name \"l7\""},
-	})
+	}
 }
 
 // manyLabels returns n distinct labels l0="v", l1="v", ...
@@ -275,9 +295,10 @@ func TestParseMaxLabels(t *testing.T) {
 	}
 }
 
-func TestParseOpenMetrics(t *testing.T) {
+// omCases are well-formed OpenMetrics payloads.
+func omCases() []parseCase {
 	om := FormatOpenMetrics
-	runParseCases(t, []parseCase{
+	return []parseCase{
 		{
 			name:   "counter with _total and _created",
 			format: om,
@@ -365,13 +386,14 @@ func TestParseOpenMetrics(t *testing.T) {
 			want:   []rec{{Family: "a", Type: TypeGauge, Name: "a", Value: 1, Help: "  x\"y\\z\n"}},
 		},
 		{name: "empty payload is missing EOF", format: om, in: "", wantErr: "missing # EOF", errLine: 1},
-	})
+	}
 }
 
-func TestParseOpenMetricsErrors(t *testing.T) {
+// omErrorCases are malformed OpenMetrics payloads.
+func omErrorCases() []parseCase {
 	om := FormatOpenMetrics
 	ok := []rec{{Family: "ok", Name: "ok", Value: 1}}
-	runParseCases(t, []parseCase{
+	return []parseCase{
 		{name: "missing EOF", format: om, in: "ok 1\n", want: ok, wantErr: "missing # EOF", errLine: 2},
 		{name: "content after EOF", format: om, in: "ok 1\n# EOF\nfoo 2\n", want: ok, wantErr: "after # EOF", errLine: 3},
 		{name: "blank line after EOF", format: om, in: "ok 1\n# EOF\n\n", want: ok, wantErr: "after # EOF", errLine: 3},
@@ -395,12 +417,13 @@ func TestParseOpenMetricsErrors(t *testing.T) {
 		{name: "exemplar without value", format: om, in: "foo_total 1 # {a=\"b\"}\n# EOF\n", wantErr: "exemplar"},
 		{name: "exemplar without labels", format: om, in: "foo_total 1 # 2\n# EOF\n", wantErr: "after sample"},
 		{name: "exemplar bad labels", format: om, in: "foo_total 1 # {a=b} 2\n# EOF\n", wantErr: "expected '\"'"},
+		{name: "exemplar invalid UTF-8", format: om, in: "foo_total 1 # {a=\"\xff\"} 2\n# EOF\n", wantErr: "UTF-8"},
 		{name: "exemplar bad escape", format: om, in: "foo_total 1 # {a=\"\\q\"} 2\n# EOF\n", wantErr: "invalid escape"},
 		{name: "exemplar bad value", format: om, in: "foo_total 1 # {a=\"b\"} x\n# EOF\n", wantErr: "invalid exemplar value"},
 		{name: "exemplar bad timestamp", format: om, in: "foo_total 1 # {a=\"b\"} 1 x\n# EOF\n", wantErr: "invalid exemplar timestamp"},
 		{name: "exemplar trailing junk", format: om, in: "foo_total 1 # {a=\"b\"} 1 2 3\n# EOF\n", wantErr: "after exemplar"},
 		{name: "duplicate label", format: om, in: "foo{a=\"1\",a=\"1\"} 1\n# EOF\n", wantErr: "duplicate label"},
-	})
+	}
 }
 
 func TestParseCallbackError(t *testing.T) {

@@ -50,7 +50,16 @@ func (t MetricType) String() string {
 
 // Suffix says which part of its family a sample is. It is relative to
 // Sample.Family: a sample whose name is the family name has SuffixNone, and
-// so has every sample of a family that is not known from a TYPE line.
+// so has every sample of a family that is not known from a TYPE line. The
+// suffixes each type allows are:
+//
+//	counter         _total (OpenMetrics only), _created
+//	histogram       _bucket, _sum, _count, _created
+//	summary         _sum, _count, _created
+//	gaugehistogram  _bucket, _gcount, _gsum
+//	info            _info
+//
+// A sample with another suffix is not part of the family.
 type Suffix uint8
 
 const (
@@ -108,7 +117,7 @@ type Label struct {
 
 // Sample is one sample line. Every slice points into the input or the
 // parser's scratch space and is valid only during the callback: copy what you
-// keep.
+// keep, and do not modify the bytes.
 type Sample struct {
 	// Family is the family name from the TYPE/HELP/UNIT lines the sample
 	// belongs to (for OpenMetrics counters without _total, for histograms
