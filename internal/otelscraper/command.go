@@ -64,7 +64,7 @@ func run(ctx context.Context, d *daemon.Daemon, o *Options) error {
 		if o.UseAPI {
 			return errors.New("--rules.file needs --discovery.kubernetes=false (with the API, rules come from --rules.configmap)")
 		}
-		mg := newManager(current, exp.Enqueue, m, d.Logger, o.resourceAttrs)
+		mg := newManager(current, exp.EnqueueEncoded, m, d.Logger, o.resourceAttrs)
 		mg.sync(ctx, o.Discovery.targets(nil, nil))
 		<-ctx.Done()
 		mg.wait()
@@ -119,7 +119,7 @@ func run(ctx context.Context, d *daemon.Daemon, o *Options) error {
 		return err
 	}
 
-	mg := newManager(rules.Current, exp.Enqueue, m, d.Logger, o.resourceAttrs)
+	mg := newManager(rules.Current, exp.EnqueueEncoded, m, d.Logger, o.resourceAttrs)
 	defer mg.wait()
 	// Target changes arrive through the informers; a slow resync also picks up
 	// pods whose readiness changed without an event we watch.

@@ -29,7 +29,7 @@ import (
 //	  <job name>:       # kubelet, cadvisor, kubelet-resource, node-exporter, pods, or a static job
 //	    keep: [regex]   # metric family names to keep; empty or absent: all
 //	    drop: [regex]   # metric family names to drop, applied after keep
-//	    labelFilters:   # a series is kept only if every filter agrees
+//	    labelFilters:   # a series is kept only if every filter agrees (on the labels before dropLabels)
 //	    - label: name   # a missing label has the value ""
 //	      regex: re     # on the label's value (required, "" matches only a missing or empty label)
 //	      action: keep  # keep (default): keep the series only if regex matches; drop: drop it if it matches

@@ -17,8 +17,8 @@ import (
 	"time"
 
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
-	metricspb "go.opentelemetry.io/proto/otlp/metrics/v1"
 	resourcepb "go.opentelemetry.io/proto/otlp/resource/v1"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/trellis-garden/trellis/internal/promotlp"
 	"github.com/trellis-garden/trellis/internal/promtext"
@@ -31,18 +31,25 @@ const ScopeName = "github.com/trellis-garden/trellis/otel-shoot-scraper"
 // maxBody bounds one scrape's response; larger bodies fail the scrape.
 const maxBody = 64 << 20
 
-// Sink receives the OTLP data of one scrape (the exporter's Enqueue).
-type Sink func([]*metricspb.ResourceMetrics) error
+// Sink receives the OTLP data of one scrape (the exporter's EnqueueEncoded): an
+// encoded MetricsData message holding dataPoints data points. The bytes belong to
+// the scraper and are reused by its next scrape: a Sink must copy what it keeps.
+type Sink func(metricsData []byte, dataPoints int) error
 
 // scraper runs the scrape loop of one target.
 type scraper struct {
-	target   Target
-	rules    func() *Rules
-	sink     Sink
-	m        *metrics
-	log      *slog.Logger
-	resource []*commonpb.KeyValue
-	client   *http.Client
+	target Target
+	rules  func() *Rules
+	sink   Sink
+	m      *metrics
+	log    *slog.Logger
+	client *http.Client
+
+	// The encoded Resource and InstrumentationScope of every scrape, and the
+	// buffer each scrape's MetricsData is encoded into.
+	resource []byte
+	scope    []byte
+	out      []byte
 
 	parser    promtext.Parser
 	conv      *promotlp.Converter
@@ -56,14 +63,23 @@ func newScraper(t Target, rules func() *Rules, sink Sink, m *metrics, log *slog.
 	if err != nil {
 		return nil, err
 	}
+	resource, err := proto.Marshal(&resourcepb.Resource{Attributes: resourceAttributes(t, attrs)})
+	if err != nil {
+		return nil, fmt.Errorf("target %s: resource: %w", t.URL, err)
+	}
+	scope, err := proto.Marshal(&commonpb.InstrumentationScope{Name: ScopeName, Version: version.Get().Version})
+	if err != nil {
+		return nil, fmt.Errorf("target %s: scope: %w", t.URL, err)
+	}
 	return &scraper{
 		target:   t,
 		rules:    rules,
 		sink:     sink,
 		m:        m,
 		log:      log.With("job", t.Job, "target", t.URL),
-		resource: resourceAttributes(t, attrs),
 		client:   client,
+		resource: resource,
+		scope:    scope,
 	}, nil
 }
 
@@ -176,7 +192,9 @@ func (s *scraper) scrapeOnce(ctx context.Context, now time.Time) {
 		s.conv.Add(smp, consts)
 		return nil
 	})
-	ms, stats := s.conv.Finish()
+	// One ResourceMetrics field is a whole MetricsData message.
+	out, stats := s.conv.FinishEncoded(s.out[:0], s.resource, s.scope)
+	s.out = out
 	s.m.samplesScraped.WithLabelValues(job).Add(float64(scraped))
 	s.m.samplesKept.WithLabelValues(job).Add(float64(kept))
 	s.m.samplesDropped.WithLabelValues(job, "rule").Add(float64(scraped - kept))
@@ -196,17 +214,10 @@ func (s *scraper) scrapeOnce(ctx context.Context, now time.Time) {
 		s.m.scrapes.WithLabelValues(job, "success").Inc()
 		s.m.up.WithLabelValues(job, s.target.instance()).Set(1)
 	}
-	if len(ms) == 0 {
+	if stats.DataPoints == 0 {
 		return
 	}
-	rm := &metricspb.ResourceMetrics{
-		Resource: &resourcepb.Resource{Attributes: s.resource},
-		ScopeMetrics: []*metricspb.ScopeMetrics{{
-			Scope:   &commonpb.InstrumentationScope{Name: ScopeName, Version: version.Get().Version},
-			Metrics: ms,
-		}},
-	}
-	if err := s.sink([]*metricspb.ResourceMetrics{rm}); err != nil {
+	if err := s.sink(out, stats.DataPoints); err != nil {
 		s.log.Error("cannot queue scraped data", "err", err.Error())
 	}
 }

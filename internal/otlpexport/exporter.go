@@ -121,6 +121,43 @@ func (e *Exporter) Enqueue(rms []*metricspb.ResourceMetrics) error {
 	return e.q.append(buf, ents)
 }
 
+// EnqueueEncoded is Enqueue for a batch the caller has already encoded:
+// metricsData is a MetricsData (or ExportMetricsServiceRequest) message holding
+// dataPoints data points. It is queued as is, with the same durability, bounds and
+// metrics as Enqueue; a batch larger than MaxBatchBytes is split at data point
+// boundaries without decoding the points. metricsData is copied: the caller may
+// reuse it once EnqueueEncoded returns.
+func (e *Exporter) EnqueueEncoded(metricsData []byte, dataPoints int) error {
+	if len(metricsData) == 0 {
+		return nil
+	}
+	now := time.Now().UnixNano()
+	if len(metricsData) <= e.cfg.MaxBatchBytes {
+		buf := make([]byte, recordHeaderSize, recordHeaderSize+len(metricsData))
+		buf = append(buf, metricsData...)
+		points := uint64(max(dataPoints, 0))
+		sealRecord(buf, points, now)
+		return e.q.append(buf, []entry{{size: int64(len(buf)), points: points, enqueued: now}})
+	}
+	chunks, err := splitEncoded(metricsData, e.cfg.MaxBatchBytes)
+	if err != nil {
+		return fmt.Errorf("splitting encoded metrics: %w", err)
+	}
+	buf := make([]byte, 0, len(metricsData)+len(chunks)*(recordHeaderSize+64))
+	ents := make([]entry, 0, len(chunks))
+	for _, c := range chunks {
+		start := len(buf)
+		buf = append(buf, make([]byte, recordHeaderSize)...)
+		buf = appendChunk(buf, c)
+		if len(buf)-start-recordHeaderSize > maxPayload {
+			return fmt.Errorf("a single data point of %d bytes exceeds the queue record limit", len(buf)-start-recordHeaderSize)
+		}
+		sealRecord(buf[start:], c.points, now)
+		ents = append(ents, entry{size: int64(len(buf) - start), points: c.points, enqueued: now})
+	}
+	return e.q.append(buf, ents)
+}
+
 // Run sends the queue in order until ctx ends or the exporter is closed, and then
 // returns nil. Retryable failures are retried with backoff; a permanently rejected
 // batch is dropped and counted (first narrowed down to the record the receiver

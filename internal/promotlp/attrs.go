@@ -169,6 +169,7 @@ func internKey[T string | []byte](b []byte, name, value T) []byte {
 
 // release drops a series' references to its attributes.
 func (c *Converter) release(st *series) {
+	c.releaseEnc(st)
 	for _, kv := range st.attrs {
 		b := internKey(c.kvBuf[:0], kv.Key, stringValue(kv))
 		c.kvBuf = b

@@ -68,6 +68,9 @@ type Converter struct {
 
 	kvs      map[string]*sharedKV // interned attributes
 	typeMeta [promtext.TypeStateSet + 1][]*commonpb.KeyValue
+	metaEnc  [promtext.TypeStateSet + 1][]byte // typeMeta as encoded Metric fields
+	encs     map[string]*sharedEnc             // encoded attributes of series
+	encBuf   []byte
 
 	keyBuf []byte // identity of the current sample
 	kvBuf  []byte // interning key
@@ -82,6 +85,7 @@ func New(o Options) *Converter {
 		families: make(map[string]*family),
 		series:   make(map[uint64]*series),
 		kvs:      make(map[string]*sharedKV),
+		encs:     make(map[string]*sharedEnc),
 	}
 }
 
@@ -141,11 +145,16 @@ func (c *Converter) Add(s *promtext.Sample, extraLabels []promtext.Label) {
 // Series not seen in this scrape are forgotten.
 func (c *Converter) Finish() ([]*metricspb.Metric, Stats) {
 	out := c.build()
+	c.end()
+	return out, c.stats
+}
+
+// end forgets what the scrape did not see and resets the per-scrape state.
+func (c *Converter) end() {
 	c.sweep()
 	clear(c.order) // do not keep forgotten families alive
 	c.order = c.order[:0]
 	c.lastFam, c.lastSeries = nil, nil
-	return out, c.stats
 }
 
 // nsFromTime converts t to nanoseconds since the epoch, clamped to the

@@ -28,12 +28,16 @@ type convCase struct {
 func run(t *testing.T, tc convCase) {
 	t.Helper()
 	c := New(tc.opts)
+	// Every case also proves FinishEncoded equivalent to Finish.
+	tw := newEncodedTwin(t, tc.opts, true)
 	for i, sc := range tc.scrapes {
 		c.Begin(at(i))
+		tw.c.Begin(at(i))
 		for _, s := range sc.samples {
-			c.Add(s, sc.extra)
+			addBoth(c, tw, s, sc.extra)
 		}
 		got, stats := c.Finish()
+		tw.check(t, i, got, stats)
 		checkMetrics(t, i, got, sc.want)
 		if stats != sc.stats {
 			t.Errorf("scrape %d: stats = %+v, want %+v", i, stats, sc.stats)

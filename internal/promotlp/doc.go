@@ -91,4 +91,10 @@
 // the caller and may be kept (queued, retried) after the next scrape, but
 // they share read-only attribute messages with later scrapes and must not
 // be modified.
+//
+// FinishEncoded ends a scrape like Finish but appends the protobuf encoding
+// of the scrape's ResourceMetrics (as a MetricsData field) to a caller's
+// buffer instead of building messages: every series' attributes are encoded
+// once and interned (series with the same labels share the bytes), and a
+// reused buffer makes the steady state allocation-free.
 package promotlp

@@ -135,6 +135,10 @@ type family struct {
 	series  []*series            // series of this scrape, in order of appearance
 	prev    []*series            // series of the previous scrape, in order
 	cursor  int                  // index in prev of the series expected next
+
+	// FinishEncoded: this scrape's data points and data message size.
+	encPoints int
+	encData   int
 }
 
 // family returns the family of s named name, creating it on first use. It

@@ -52,16 +52,20 @@ func FuzzConverter(f *testing.F) {
 		r := &fuzzReader{b: data}
 		limit := r.pick(4)
 		c := New(Options{SeriesLimit: limit})
+		// A twin finished with FinishEncoded must give the same scrapes.
+		tw := newEncodedTwin(t, Options{SeriesLimit: limit}, len(data)%2 == 0)
 		scrape := 0
 		c.Begin(at(0))
+		tw.c.Begin(at(0))
 		var name, fam []byte
 		var labels []promtext.Label
 		for !r.done() {
 			op := r.next()
 			if op%16 == 0 {
-				checkScrape(t, c, limit)
+				checkScrape(t, c, tw, scrape, limit)
 				scrape++
 				c.Begin(at(scrape))
+				tw.c.Begin(at(scrape))
 				continue
 			}
 			// Build the sample in reused buffers, as the parser does.
@@ -95,14 +99,14 @@ func FuzzConverter(f *testing.F) {
 			if op&0x20 != 0 {
 				s.Help, s.Unit = []byte("help"), []byte("seconds")
 			}
-			c.Add(s, fuzzExtras[r.pick(len(fuzzExtras))])
+			addBoth(c, tw, s, fuzzExtras[r.pick(len(fuzzExtras))])
 			// The converter must have copied what it keeps.
 			clobber(fam, name)
 			for _, l := range labels {
 				clobber(l.Name, l.Value)
 			}
 		}
-		checkScrape(t, c, limit)
+		checkScrape(t, c, tw, scrape, limit)
 	})
 }
 
@@ -116,9 +120,10 @@ func clobber(bs ...[]byte) {
 }
 
 // checkScrape finishes the scrape and checks its output.
-func checkScrape(t *testing.T, c *Converter, limit int) {
+func checkScrape(t *testing.T, c *Converter, tw *encodedTwin, step, limit int) {
 	t.Helper()
 	ms, stats := c.Finish()
+	tw.check(t, step, ms, stats)
 	if limit > 0 && stats.Series > limit {
 		t.Fatalf("%d series over the limit %d", stats.Series, limit)
 	}

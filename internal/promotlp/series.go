@@ -42,6 +42,16 @@ type series struct {
 	hasCreated bool
 	bad        bool
 	buckets    []bucket // histogram buckets or summary quantiles
+
+	// FinishEncoded: the attributes as encoded data point fields (built when
+	// the series is first encoded, kept for its lifetime) and what the sizing
+	// pass found for this scrape's point.
+	enc       string // interned in Converter.encs (series with the same labels share it)
+	encOK     bool
+	encStart  uint64
+	encCount  uint64
+	encFinite int // histogram: finite buckets (sorted, at the start of buckets)
+	encSize   int // size of the data point message
 }
 
 // bucket is one le bucket (cumulative count) or one quantile.
