@@ -1,0 +1,114 @@
+package otelscraper
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/trellis-garden/trellis/internal/otlpexport/otlptest"
+)
+
+// TestBinaryRestartKeepsQueue runs the built binary while the OTLP receiver is
+// down, stops it with data queued on disk, starts it again once the receiver is
+// back: every scrape of the first run arrives.
+func TestBinaryRestartKeepsQueue(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary; skipped in -short mode")
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "otel-shoot-scraper")
+	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/otel-shoot-scraper").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	// Bad flags: exit 2, every problem named.
+	out, err := exec.Command(bin, "--discovery.kubernetes=false", "--otlp.protocol=carrier-pigeon", "--target.static=nonsense").CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(string(out), "--target.static") {
+		t.Fatalf("bad flags: %v\n%s", err, out)
+	}
+
+	var scrapes atomic.Int64
+	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := scrapes.Add(1)
+		fmt.Fprintf(w, "# TYPE scrape_number gauge\nscrape_number %d\n", n)
+	}))
+	defer target.Close()
+	recv := otlptest.NewHTTP(t)
+	recv.Stop() // down from the start
+	queue := filepath.Join(dir, "queue")
+	start := func() *exec.Cmd {
+		cmd := exec.Command(bin, "--discovery.kubernetes=false", "--node.name=n1",
+			"--target.static=job=app,url="+target.URL+"/metrics,interval=1s",
+			"--otlp.protocol=http/protobuf", "--otlp.endpoint="+recv.URL(), "--otlp.insecure",
+			"--otlp.retry.initial=100ms", "--otlp.retry.max=500ms",
+			"--queue.dir="+queue, "--web.listen-address=", "--log.level=error")
+		cmd.Stderr = os.Stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+		return cmd
+	}
+	stop := func(cmd *exec.Cmd) {
+		if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("exit after SIGTERM: %v", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatal("no exit after SIGTERM")
+		}
+	}
+
+	first := start()
+	deadline := time.Now().Add(30 * time.Second)
+	for scrapes.Load() < 3 {
+		if time.Now().After(deadline) {
+			t.Fatal("not scraping")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	stop(first)
+	queued := scrapes.Load()
+
+	recv.Restart()
+	second := start()
+	defer stop(second)
+	deadline = time.Now().Add(45 * time.Second)
+	for {
+		got := map[float64]bool{}
+		for _, p := range recv.DataPoints() {
+			if p.Metric == "scrape_number" {
+				if got[p.Value] {
+					t.Fatalf("scrape %v delivered twice", p.Value)
+				}
+				got[p.Value] = true
+			}
+		}
+		all := true
+		for i := int64(1); i <= queued; i++ {
+			all = all && got[float64(i)]
+		}
+		if all {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after the restart %d of the %d scrapes queued in the first run arrived", len(got), queued)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
