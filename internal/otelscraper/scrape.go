@@ -250,8 +250,10 @@ func (s *scraper) fetch(ctx context.Context) error {
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
 		return fmt.Errorf("HTTP %d", resp.StatusCode)
 	}
-	s.body = s.body[:0]
-	buf := s.body
+	buf := s.body[:0]
+	if n := resp.ContentLength; n > int64(cap(buf)) && n <= maxBody {
+		buf = make([]byte, 0, n+1) // +1: room to read the EOF without growing
+	}
 	for {
 		if len(buf) == cap(buf) {
 			buf = append(buf, 0)[:len(buf)]
@@ -267,6 +269,11 @@ func (s *scraper) fetch(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+	}
+	if cap(buf) != cap(s.body) && cap(buf)-len(buf) > len(buf)/16 {
+		// Grown by append: keep a buffer of the body's size (plus some room for
+		// the next scrape) rather than the growth's slack, for the target's life.
+		buf = append(make([]byte, 0, len(buf)+len(buf)/16+1), buf...)
 	}
 	s.body = buf
 	s.format = promtext.FormatFromContentType(resp.Header.Get("Content-Type"))

@@ -132,30 +132,36 @@ func (e *Exporter) EnqueueEncoded(metricsData []byte, dataPoints int) error {
 		return nil
 	}
 	now := time.Now().UnixNano()
+	// The records are written from metricsData and the split framing without
+	// building a copy of the batch: a disk queue writes them out before returning,
+	// the memory queue copies them.
 	if len(metricsData) <= e.cfg.MaxBatchBytes {
-		buf := make([]byte, recordHeaderSize, recordHeaderSize+len(metricsData))
-		buf = append(buf, metricsData...)
 		points := uint64(max(dataPoints, 0))
-		sealRecord(buf, points, now)
-		return e.q.append(buf, []entry{{size: int64(len(buf)), points: points, enqueued: now}})
+		var hdr [recordHeaderSize]byte
+		rec := sealParts(&hdr, [][]byte{metricsData}, points, now)
+		return e.q.appendRecords([]record{rec}, []entry{{size: int64(recordHeaderSize + len(metricsData)), points: points, enqueued: now}})
 	}
 	chunks, err := splitEncoded(metricsData, e.cfg.MaxBatchBytes)
 	if err != nil {
 		return fmt.Errorf("splitting encoded metrics: %w", err)
 	}
-	buf := make([]byte, 0, len(metricsData)+len(chunks)*(recordHeaderSize+64))
+	hdrs := make([][recordHeaderSize]byte, len(chunks))
+	recs := make([]record, 0, len(chunks))
 	ents := make([]entry, 0, len(chunks))
-	for _, c := range chunks {
-		start := len(buf)
-		buf = append(buf, make([]byte, recordHeaderSize)...)
-		buf = appendChunk(buf, c)
-		if len(buf)-start-recordHeaderSize > maxPayload {
-			return fmt.Errorf("a single data point of %d bytes exceeds the queue record limit", len(buf)-start-recordHeaderSize)
+	for i, c := range chunks {
+		parts := chunkParts(c)
+		rec := sealParts(&hdrs[i], parts, c.points, now)
+		size := 0
+		for _, p := range parts {
+			size += len(p)
 		}
-		sealRecord(buf[start:], c.points, now)
-		ents = append(ents, entry{size: int64(len(buf) - start), points: c.points, enqueued: now})
+		if size > maxPayload {
+			return fmt.Errorf("a single data point of %d bytes exceeds the queue record limit", size)
+		}
+		recs = append(recs, rec)
+		ents = append(ents, entry{size: int64(recordHeaderSize + size), points: c.points, enqueued: now})
 	}
-	return e.q.append(buf, ents)
+	return e.q.appendRecords(recs, ents)
 }
 
 // Run sends the queue in order until ctx ends or the exporter is closed, and then
@@ -169,12 +175,19 @@ func (e *Exporter) Run(ctx context.Context) error {
 	defer e.running.Store(false)
 	bo := backoff{initial: e.cfg.RetryInitial, max: e.cfg.RetryMax}
 	var isolateUntil uint64 // send one record at a time up to this sequence number
+	// The payload buffer is reused across requests when the sender is done with
+	// the payload once send returns.
+	reuse := false
+	if r, ok := e.sender.(interface{ reusesPayload() bool }); ok {
+		reuse = r.reusesPayload()
+	}
+	var buf []byte
 	for {
 		maxBytes := e.cfg.MaxBatchBytes
 		if isolateUntil > 0 {
 			maxBytes = 0 // one record
 		}
-		b, err := e.q.next(ctx, maxBytes)
+		b, err := e.q.nextInto(ctx, maxBytes, buf)
 		switch {
 		case ctx.Err() != nil || errors.Is(err, ErrClosed):
 			return nil
@@ -189,6 +202,9 @@ func (e *Exporter) Run(ctx context.Context) error {
 			isolateUntil = 0
 		}
 		out := e.export(ctx, b)
+		if reuse {
+			buf = b.payload[:0]
+		}
 		switch {
 		case ctx.Err() != nil:
 			return nil

@@ -30,9 +30,10 @@ func (e *entry) payloadLen() int { return int(e.size) - recordHeaderSize }
 
 // store keeps the records of a queue; the queue serialises all calls.
 type store interface {
-	// append durably writes buf, which holds the records described by ents in
-	// order, and sets their location fields.
-	append(buf []byte, ents []entry) error
+	// append durably writes recs, the records described by ents in order, and
+	// sets their location fields. The store does not keep recs' parts unless they
+	// are whole records of one part (see record).
+	append(recs []record, ents []entry) error
 	// readPayload appends the checked payload of e to dst. A damaged record gives
 	// an error wrapping errCorrupt.
 	readPayload(dst []byte, e *entry) ([]byte, error)
@@ -77,6 +78,17 @@ func newQueue(st store, recovered []entry, maxBytes int64, m *metrics, log *slog
 // records beyond maxBytes. If the new records alone exceed maxBytes, the oldest of
 // them are dropped too.
 func (q *queue) append(buf []byte, ents []entry) error {
+	recs := make([]record, len(ents))
+	var off int64
+	for i := range ents {
+		recs[i] = record{buf[off : off+ents[i].size : off+ents[i].size]}
+		off += ents[i].size
+	}
+	return q.appendRecords(recs, ents)
+}
+
+// appendRecords is append for records given as parts.
+func (q *queue) appendRecords(recs []record, ents []entry) error {
 	var total int64
 	for _, e := range ents {
 		total += e.size
@@ -85,7 +97,7 @@ func (q *queue) append(buf []byte, ents []entry) error {
 	for len(ents) > 0 && total > q.maxBytes {
 		droppedNew += ents[0].points
 		total -= ents[0].size
-		buf = buf[ents[0].size:]
+		recs = recs[1:]
 		ents = ents[1:]
 	}
 	if droppedNew > 0 {
@@ -101,7 +113,7 @@ func (q *queue) append(buf []byte, ents []entry) error {
 		return ErrClosed
 	}
 	q.dropOldestLocked(total)
-	if err := q.st.append(buf, ents); err != nil {
+	if err := q.st.append(recs, ents); err != nil {
 		return err
 	}
 	for _, e := range ents {
@@ -165,8 +177,13 @@ type batch struct {
 // payloads together fit maxBytes (at least one). Records that fail their checks are
 // dropped and counted. It returns ctx.Err() when ctx ends and ErrClosed after close.
 func (q *queue) next(ctx context.Context, maxBytes int) (batch, error) {
+	return q.nextInto(ctx, maxBytes, nil)
+}
+
+// nextInto is next reading the payload into dst's memory when it is large enough.
+func (q *queue) nextInto(ctx context.Context, maxBytes int, dst []byte) (batch, error) {
 	for {
-		b, err := q.tryNext(maxBytes)
+		b, err := q.tryNext(maxBytes, dst)
 		if err != nil || b.records > 0 {
 			return b, err
 		}
@@ -181,7 +198,7 @@ func (q *queue) next(ctx context.Context, maxBytes int) (batch, error) {
 }
 
 // tryNext is next without waiting: an empty batch means an empty queue.
-func (q *queue) tryNext(maxBytes int) (batch, error) {
+func (q *queue) tryNext(maxBytes int, dst []byte) (batch, error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	for {
@@ -196,7 +213,7 @@ func (q *queue) tryNext(maxBytes int) (batch, error) {
 		if n == 0 {
 			return batch{}, nil
 		}
-		b, err := q.readLocked(n, size)
+		b, err := q.readLocked(n, size, dst)
 		if !errors.Is(err, errCorrupt) {
 			return b, err
 		}
@@ -210,8 +227,11 @@ func (q *queue) tryNext(maxBytes int) (batch, error) {
 
 // readLocked reads the first n records (size payload bytes). If a later record is
 // damaged, the batch ends before it; errCorrupt means the first one is.
-func (q *queue) readLocked(n, size int) (batch, error) {
-	b := batch{payload: make([]byte, 0, size)}
+func (q *queue) readLocked(n, size int, dst []byte) (batch, error) {
+	if cap(dst) < size {
+		dst = make([]byte, 0, size)
+	}
+	b := batch{payload: dst[:0]}
 	for i := range n {
 		e := &q.entries[i]
 		p, err := q.st.readPayload(b.payload, e)

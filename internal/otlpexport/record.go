@@ -53,6 +53,29 @@ func sealRecord(rec []byte, points uint64, enqueued int64) {
 	binary.LittleEndian.PutUint32(rec[4:8], crc32.Checksum(rec[8:], castagnoli))
 }
 
+// record is one queue record as a list of parts: the concatenation of the parts
+// is the record (header and payload).
+type record [][]byte
+
+// sealParts fills hdr, the header of a record whose payload is the concatenation
+// of parts, and returns the record.
+func sealParts(hdr *[recordHeaderSize]byte, parts [][]byte, points uint64, enqueued int64) record {
+	n := 0
+	for _, p := range parts {
+		n += len(p)
+	}
+	copy(hdr[0:4], recordMagic[:])
+	binary.LittleEndian.PutUint32(hdr[8:12], uint32(n))
+	binary.LittleEndian.PutUint64(hdr[12:20], points)
+	binary.LittleEndian.PutUint64(hdr[20:28], uint64(enqueued))
+	crc := crc32.Checksum(hdr[8:], castagnoli)
+	for _, p := range parts {
+		crc = crc32.Update(crc, castagnoli, p)
+	}
+	binary.LittleEndian.PutUint32(hdr[4:8], crc)
+	return append(record{hdr[:]}, parts...)
+}
+
 // parseHeader decodes and range-checks the header at the start of b without looking
 // at the payload.
 func parseHeader(b []byte) (recordHeader, error) {

@@ -91,6 +91,11 @@ func (s *httpSender) send(ctx context.Context, payload []byte) (partialSuccess, 
 	return partialSuccess{}, classifyHTTP(resp, respBody, time.Now())
 }
 
+// reusesPayload tells whether send is done with its payload when it returns:
+// with gzip the request body is the compressed copy; without, the transport may
+// still read the payload after the response.
+func (s *httpSender) reusesPayload() bool { return s.cfg.Compression == CompressionGzip }
+
 func (s *httpSender) close() error {
 	s.client.CloseIdleConnections()
 	return nil

@@ -334,3 +334,60 @@ func appendChunk(b []byte, c *encChunk) []byte {
 	}
 	return b
 }
+
+// chunkParts returns the MetricsData encoding of c (what appendChunk appends) as
+// parts: the framing and small runs copied into one new buffer, the large runs of
+// data points aliasing the payload c was split from.
+func chunkParts(c *encChunk) [][]byte {
+	type piece struct {
+		ext        []byte
+		start, end int
+	}
+	var (
+		frame  []byte
+		pieces []piece
+		mark   int
+	)
+	add := func(p []byte) {
+		if len(p) < directWriteMin {
+			frame = append(frame, p...)
+			return
+		}
+		if len(frame) > mark {
+			pieces = append(pieces, piece{start: mark, end: len(frame)})
+			mark = len(frame)
+		}
+		pieces = append(pieces, piece{ext: p})
+	}
+	for _, rm := range c.rms {
+		frame = appendLen(frame, fieldResourceMetrics, rm.size())
+		frame = append(frame, rm.shell...)
+		for _, sm := range rm.sms {
+			frame = appendLen(frame, fieldScopeMetrics, sm.size())
+			frame = append(frame, sm.shell...)
+			for _, m := range sm.metrics {
+				frame = appendLen(frame, fieldMetrics, m.size())
+				frame = append(frame, m.shell...)
+				if m.hasData {
+					frame = appendLen(frame, m.dataNum, m.dataSize())
+					frame = append(frame, m.dataShell...)
+					for _, p := range m.points {
+						add(p)
+					}
+				}
+			}
+		}
+	}
+	if len(frame) > mark {
+		pieces = append(pieces, piece{start: mark, end: len(frame)})
+	}
+	parts := make([][]byte, len(pieces))
+	for i, p := range pieces {
+		if p.ext != nil {
+			parts[i] = p.ext
+		} else {
+			parts[i] = frame[p.start:p.end:p.end]
+		}
+	}
+	return parts
+}

@@ -1,6 +1,7 @@
 package otlpexport
 
 import (
+	"bytes"
 	"fmt"
 	"reflect"
 	"testing"
@@ -31,6 +32,9 @@ func TestSplitEncoded(t *testing.T) {
 			var points uint64
 			for _, c := range chunks {
 				enc := appendChunk(nil, c)
+				if parts := bytes.Join(chunkParts(c), nil); !bytes.Equal(parts, enc) {
+					t.Errorf("chunkParts differs from appendChunk")
+				}
 				var md metricspb.MetricsData
 				if err := proto.Unmarshal(enc, &md); err != nil {
 					t.Fatalf("chunk does not unmarshal: %v", err)

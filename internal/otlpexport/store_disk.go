@@ -46,7 +46,15 @@ type diskStore struct {
 	active    *segment   // segment being written, the last of segs; nil until the first append
 	nextID    uint64
 	log       *slog.Logger
+	wbuf      []byte // coalesces the small parts of records written by append
 }
+
+// Parts of a record at least this large are written straight from the caller's
+// memory; smaller ones are gathered into writes of up to wbufSize bytes.
+const (
+	directWriteMin = 64 << 10
+	wbufSize       = 256 << 10
+)
 
 // recovery reports what opening a disk queue found.
 type recovery struct {
@@ -207,14 +215,18 @@ func (s *diskStore) writeAck(p position) error {
 	return nil
 }
 
-func (s *diskStore) append(buf []byte, ents []entry) error {
-	if s.active == nil || (s.active.size > int64(len(segmentHeader)) && s.active.size+int64(len(buf)) > s.segTarget) {
+func (s *diskStore) append(recs []record, ents []entry) error {
+	var total int64
+	for _, e := range ents {
+		total += e.size
+	}
+	if s.active == nil || (s.active.size > int64(len(segmentHeader)) && s.active.size+total > s.segTarget) {
 		if err := s.roll(); err != nil {
 			return err
 		}
 	}
 	seg := s.active
-	if _, err := seg.f.WriteAt(buf, seg.size); err != nil {
+	if err := s.write(seg, recs); err != nil {
 		s.undo(seg)
 		return fmt.Errorf("writing queue segment: %w", err)
 	}
@@ -229,6 +241,47 @@ func (s *diskStore) append(buf []byte, ents []entry) error {
 	}
 	seg.size = off
 	return nil
+}
+
+// write writes recs at the end of seg without copying their large parts.
+func (s *diskStore) write(seg *segment, recs []record) error {
+	off := seg.size
+	buf := s.wbuf[:0]
+	flush := func() error {
+		if len(buf) == 0 {
+			return nil
+		}
+		_, err := seg.f.WriteAt(buf, off)
+		off += int64(len(buf))
+		buf = buf[:0]
+		return err
+	}
+	for _, rec := range recs {
+		for _, p := range rec {
+			if len(p) >= directWriteMin {
+				if err := flush(); err != nil {
+					return err
+				}
+				if _, err := seg.f.WriteAt(p, off); err != nil {
+					return err
+				}
+				off += int64(len(p))
+				continue
+			}
+			if len(buf)+len(p) > wbufSize {
+				if err := flush(); err != nil {
+					return err
+				}
+			}
+			if buf == nil {
+				buf = make([]byte, 0, wbufSize)
+			}
+			buf = append(buf, p...)
+		}
+	}
+	err := flush()
+	s.wbuf = buf[:0]
+	return err
 }
 
 // undo cuts a failed write off the active segment and starts a new segment for the

@@ -3,12 +3,18 @@ package otlpexport
 // memStore keeps records on the heap: bounded like the disk queue, lost on restart.
 type memStore struct{}
 
-func (memStore) append(buf []byte, ents []entry) error {
-	var off int64
+func (memStore) append(recs []record, ents []entry) error {
 	for i := range ents {
 		e := &ents[i]
-		e.payload = buf[off+recordHeaderSize : off+e.size : off+e.size]
-		off += e.size
+		rec := recs[i]
+		b := rec[0]
+		if len(rec) > 1 { // parts may belong to the caller: copy them
+			b = make([]byte, 0, e.size)
+			for _, p := range rec {
+				b = append(b, p...)
+			}
+		}
+		e.payload = b[recordHeaderSize:e.size:e.size]
 	}
 	return nil
 }

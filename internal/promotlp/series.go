@@ -17,41 +17,45 @@ type series struct {
 	hash  uint64
 	next  *series // next series with the same hash
 	fam   *family
-	kind  kind
 	attrs []*commonpb.KeyValue // interned, read-only, shared with the output
 	raw   []byte               // identity bytes, only when attrs is no plain image of the labels
 	seen  uint64               // last scrape generation that accepted the series
 	pos   int                  // index in fam.series of that scrape
 
 	// Kept across scrapes.
-	started bool
 	startNs uint64
-	hasLast bool
 	last    float64   // last counter value or histogram/summary count
 	bounds  []float64 // last explicit bounds, read-only, shared with the output
 
 	// This scrape.
-	timeNs     uint64
-	value      float64
-	count      float64
-	sum        float64
-	created    float64
-	hasValue   bool
-	hasCount   bool
-	hasSum     bool
-	hasCreated bool
-	bad        bool
-	buckets    []bucket // histogram buckets or summary quantiles
+	timeNs  uint64
+	value   float64
+	count   float64
+	sum     float64
+	created float64
+	buckets []bucket // histogram buckets or summary quantiles
 
 	// FinishEncoded: the attributes as encoded data point fields (built when
 	// the series is first encoded, kept for its lifetime) and what the sizing
 	// pass found for this scrape's point.
 	enc       string // interned in Converter.encs (series with the same labels share it)
-	encOK     bool
 	encStart  uint64
 	encCount  uint64
 	encFinite int // histogram: finite buckets (sorted, at the start of buckets)
 	encSize   int // size of the data point message
+
+	// Small fields together, to keep the struct small: kind; kept across
+	// scrapes: started, hasLast; this scrape: hasValue to bad; FinishEncoded:
+	// encOK.
+	kind       kind
+	started    bool
+	hasLast    bool
+	hasValue   bool
+	hasCount   bool
+	hasSum     bool
+	hasCreated bool
+	bad        bool
+	encOK      bool
 }
 
 // bucket is one le bucket (cumulative count) or one quantile.
