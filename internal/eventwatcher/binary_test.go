@@ -8,9 +8,7 @@ import (
 	"io"
 	"net/http"
 	"os/exec"
-	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -18,6 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/trellis-garden/trellis/internal/imds/imdsfake"
+	"github.com/trellis-garden/trellis/internal/testbin"
 	"github.com/trellis-garden/trellis/internal/testenv"
 )
 
@@ -31,11 +30,7 @@ func TestBinary(t *testing.T) {
 	}
 	env := testenv.Get(t)
 	ctx := context.Background()
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "event-watcher")
-	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/event-watcher").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := testbin.Build(t, "event-watcher")
 
 	// Bad flags: exit 2 with every problem named.
 	out, err := exec.Command(bin, "--provider=openstack", "--actions=Freeze=explode", "--node.name=").CombinedOutput()
@@ -149,17 +144,5 @@ func TestBinary(t *testing.T) {
 		t.Fatal("metrics missing")
 	}
 
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("exit after SIGTERM: %v", err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("no exit after SIGTERM")
-	}
+	testbin.Terminate(t, cmd)
 }

@@ -10,11 +10,11 @@ import (
 	"path/filepath"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/trellis-garden/trellis/internal/otlpexport/otlptest"
+	"github.com/trellis-garden/trellis/internal/testbin"
 )
 
 // TestBinaryRestartKeepsQueue runs the built binary while the OTLP receiver is
@@ -25,10 +25,7 @@ func TestBinaryRestartKeepsQueue(t *testing.T) {
 		t.Skip("builds the binary; skipped in -short mode")
 	}
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "otel-shoot-scraper")
-	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/otel-shoot-scraper").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := testbin.Build(t, "otel-shoot-scraper")
 	// Bad flags: exit 2, every problem named.
 	out, err := exec.Command(bin, "--discovery.kubernetes=false", "--otlp.protocol=carrier-pigeon", "--target.static=nonsense").CombinedOutput()
 	var ee *exec.ExitError
@@ -58,21 +55,7 @@ func TestBinaryRestartKeepsQueue(t *testing.T) {
 		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 		return cmd
 	}
-	stop := func(cmd *exec.Cmd) {
-		if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-			t.Fatal(err)
-		}
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Fatalf("exit after SIGTERM: %v", err)
-			}
-		case <-time.After(30 * time.Second):
-			t.Fatal("no exit after SIGTERM")
-		}
-	}
+	stop := func(cmd *exec.Cmd) { testbin.Terminate(t, cmd) }
 
 	first := start()
 	deadline := time.Now().Add(30 * time.Second)

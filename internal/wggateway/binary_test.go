@@ -11,9 +11,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/trellis-garden/trellis/internal/testbin"
 )
 
 // TestBinary builds cmd/wg-gateway and runs it as operators do: a backends file,
@@ -24,11 +25,7 @@ func TestBinary(t *testing.T) {
 		t.Skip("builds the binary; skipped in -short mode")
 	}
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "wg-gateway")
-	build := exec.Command("go", "build", "-o", bin, "../../cmd/wg-gateway")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := testbin.Build(t, "wg-gateway")
 
 	// Bad flags: exit code 2, every problem named.
 	out, err := exec.Command(bin, "--backends.source=file", "--gateway.batch-size=0").CombinedOutput()
@@ -105,17 +102,5 @@ func TestBinary(t *testing.T) {
 		}
 	}
 
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("exit after SIGTERM: %v", err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("no exit after SIGTERM")
-	}
+	testbin.Terminate(t, cmd)
 }
