@@ -13,9 +13,10 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/encoding/gzip"
-	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+
+	"github.com/trellis-garden/trellis/internal/grpcraw"
 )
 
 // grpcSender exports over an OTLP/gRPC connection.
@@ -48,7 +49,7 @@ func newGRPCSender(cfg *Config) (*grpcSender, error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating grpc client: %w", err)
 	}
-	opts := []grpc.CallOption{grpc.ForceCodecV2(rawCodec{})}
+	opts := []grpc.CallOption{grpc.ForceCodecV2(grpcraw.Codec{})}
 	if cfg.Compression == CompressionGzip {
 		opts = append(opts, grpc.UseCompressor(gzip.Name))
 	}
@@ -63,8 +64,8 @@ func (s *grpcSender) send(ctx context.Context, payload []byte) (partialSuccess, 
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
 	defer cancel()
 	ctx = metadata.NewOutgoingContext(ctx, metadata.New(h))
-	var resp rawMessage
-	if err := s.conn.Invoke(ctx, exportMethod, rawMessage(payload), &resp, s.opts...); err != nil {
+	var resp grpcraw.Message
+	if err := s.conn.Invoke(ctx, exportMethod, grpcraw.Message(payload), &resp, s.opts...); err != nil {
 		return partialSuccess{}, classifyGRPC(err)
 	}
 	ps, err := decodeExportResponse(resp)
@@ -108,29 +109,3 @@ func classifyGRPC(err error) error {
 
 // exportMethod is MetricsService/Export of OTLP.
 const exportMethod = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export"
-
-// rawMessage is an encoded protobuf message: the queued request goes out as it is
-// stored, the response is decoded by decodeExportResponse.
-type rawMessage []byte
-
-// rawCodec is the gRPC "proto" codec for rawMessage.
-type rawCodec struct{}
-
-func (rawCodec) Name() string { return "proto" }
-
-func (rawCodec) Marshal(v any) (mem.BufferSlice, error) {
-	r, ok := v.(rawMessage)
-	if !ok {
-		return nil, fmt.Errorf("raw codec cannot marshal %T", v)
-	}
-	return mem.BufferSlice{mem.SliceBuffer(r)}, nil
-}
-
-func (rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
-	r, ok := v.(*rawMessage)
-	if !ok {
-		return fmt.Errorf("raw codec cannot unmarshal into %T", v)
-	}
-	*r = data.Materialize()
-	return nil
-}

@@ -2,7 +2,6 @@ package otlptest
 
 import (
 	"context"
-	"fmt"
 	"net"
 	"strings"
 	"sync"
@@ -14,7 +13,6 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	_ "google.golang.org/grpc/encoding/gzip" // accept gzip-compressed requests
-	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/stats"
 	"google.golang.org/grpc/status"
@@ -22,6 +20,8 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	metricspb "go.opentelemetry.io/proto/otlp/metrics/v1"
+
+	"github.com/trellis-garden/trellis/internal/grpcraw"
 )
 
 // NewGRPC starts an OTLP/gRPC metrics receiver (MetricsService/Export) on
@@ -43,7 +43,7 @@ var serviceDesc = grpc.ServiceDesc{
 type grpcServer struct{ srv *grpc.Server }
 
 func newGRPCServer(r *Receiver) server {
-	opts := []grpc.ServerOption{grpc.ForceServerCodecV2(rawCodec{}), grpc.StatsHandler(compressionRecorder{})}
+	opts := []grpc.ServerOption{grpc.ForceServerCodecV2(grpcraw.Codec{}), grpc.StatsHandler(compressionRecorder{})}
 	if r.tls != nil {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(r.tls)))
 	}
@@ -56,7 +56,7 @@ func (s *grpcServer) serve(ln net.Listener) { go func() { _ = s.srv.Serve(ln) }(
 func (s *grpcServer) stop()                 { s.srv.Stop() }
 
 func exportHandler(srv any, ctx context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
-	var body rawMessage
+	var body grpcraw.Message
 	if err := dec(&body); err != nil {
 		return nil, err
 	}
@@ -89,33 +89,7 @@ func (r *Receiver) exportGRPC(ctx context.Context, body []byte) (any, error) {
 		}
 		return nil, st.Err()
 	}
-	return rawMessage(exportResponse(rejected)), nil
-}
-
-// rawMessage is an encoded protobuf message, passed through by rawCodec.
-type rawMessage []byte
-
-// rawCodec is the server's "proto" codec: requests arrive as bytes, responses go
-// out as encoded bytes.
-type rawCodec struct{}
-
-func (rawCodec) Name() string { return "proto" }
-
-func (rawCodec) Marshal(v any) (mem.BufferSlice, error) {
-	r, ok := v.(rawMessage)
-	if !ok {
-		return nil, fmt.Errorf("otlptest: cannot marshal %T", v)
-	}
-	return mem.BufferSlice{mem.SliceBuffer(r)}, nil
-}
-
-func (rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
-	r, ok := v.(*rawMessage)
-	if !ok {
-		return fmt.Errorf("otlptest: cannot unmarshal into %T", v)
-	}
-	*r = data.Materialize()
-	return nil
+	return grpcraw.Message(exportResponse(rejected)), nil
 }
 
 // compressionRecorder notes the request's grpc-encoding, which gRPC keeps out of
