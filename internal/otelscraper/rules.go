@@ -377,25 +377,32 @@ func (p *parser) job(path, name string, v any) *JobRules {
 
 // matcher compiles a list of anchored regexes.
 func (p *parser) matcher(path string, v any) matcher {
-	var m matcher
+	literals, re := p.patterns(path, v)
+	return matcher{literals: literals, re: re}
+}
+
+// patterns compiles a list of anchored regexes: plain names go into a set (a map
+// lookup), the others into one alternation.
+func (p *parser) patterns(path string, v any) (map[string]struct{}, *regexp.Regexp) {
+	var literals map[string]struct{}
 	var alternatives []string
 	for i, expr := range p.stringList(path, v) {
 		lit, ok := p.checkRegexp(fmt.Sprintf("%s[%d]", path, i), expr, false)
 		switch {
 		case !ok:
 		case lit != nil:
-			if m.literals == nil {
-				m.literals = map[string]struct{}{}
+			if literals == nil {
+				literals = map[string]struct{}{}
 			}
-			m.literals[*lit] = struct{}{}
+			literals[*lit] = struct{}{}
 		default:
 			alternatives = append(alternatives, "(?:"+expr+")")
 		}
 	}
-	if len(alternatives) > 0 {
-		m.re = regexp.MustCompile(anchor(strings.Join(alternatives, "|")))
+	if len(alternatives) == 0 {
+		return literals, nil
 	}
-	return m
+	return literals, regexp.MustCompile(anchor(strings.Join(alternatives, "|")))
 }
 
 // checkRegexp checks one regex. It returns the literal string when the regex matches
@@ -475,23 +482,7 @@ func (p *parser) labelFilters(path string, v any) []labelFilter {
 }
 
 func (p *parser) dropLabels(path string, v any, j *JobRules) {
-	var alternatives []string
-	for i, expr := range p.stringList(path, v) {
-		lit, ok := p.checkRegexp(fmt.Sprintf("%s[%d]", path, i), expr, false)
-		switch {
-		case !ok:
-		case lit != nil:
-			if j.dropExact == nil {
-				j.dropExact = map[string]struct{}{}
-			}
-			j.dropExact[*lit] = struct{}{}
-		default:
-			alternatives = append(alternatives, "(?:"+expr+")")
-		}
-	}
-	if len(alternatives) > 0 {
-		j.dropRegexp = regexp.MustCompile(anchor(strings.Join(alternatives, "|")))
-	}
+	j.dropExact, j.dropRegexp = p.patterns(path, v)
 }
 
 func (p *parser) constLabels(path string, v any) []promtext.Label {
