@@ -162,11 +162,16 @@ type runningGateway struct {
 	reg    *prometheus.Registry
 }
 
-func startGateway(t testing.TB, addr string, backends []Backend) *runningGateway {
+// startGateway serves a gateway on addr (2 shards unless a change says otherwise);
+// it stops when the test ends.
+func startGateway(t testing.TB, addr string, backends []Backend, changes ...func(*Config)) *runningGateway {
 	t.Helper()
 	cfg := DefaultConfig()
 	cfg.ListenAddress = addr
 	cfg.Shards = 2
+	for _, change := range changes {
+		change(&cfg)
+	}
 	gw, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)

@@ -2,9 +2,6 @@ package wggateway
 
 import (
 	"bytes"
-	"context"
-	"io"
-	"log/slog"
 	"net"
 	"net/netip"
 	"testing"
@@ -34,21 +31,9 @@ func TestAddressFamilies(t *testing.T) {
 			defer client.Close()
 			var pub [32]byte
 			pub[3] = 1
-			cfg := DefaultConfig()
-			cfg.ListenAddress, cfg.Shards = tc.listen, 1
-			gw, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-			if err != nil {
-				t.Fatal(err)
-			}
-			gw.SetBackends([]Backend{{Name: "b", PublicKey: pub, Endpoint: backend.LocalAddr().(*net.UDPAddr).AddrPort()}})
-			ctx, cancel := context.WithCancel(context.Background())
-			defer cancel()
-			if err := gw.Listen(ctx); err != nil {
-				t.Fatal(err)
-			}
-			done := make(chan error, 1)
-			go func() { done <- gw.Serve(ctx) }()
-			defer func() { cancel(); <-done }()
+			rg := startGateway(t, tc.listen, []Backend{{Name: "b", PublicKey: pub, Endpoint: backend.LocalAddr().(*net.UDPAddr).AddrPort()}},
+				func(c *Config) { c.Shards = 1 })
+			gw := rg.gw
 			port := gw.LocalAddr().(*net.UDPAddr).Port
 			gwAddr := netip.AddrPortFrom(netip.MustParseAddr(tc.client), uint16(port))
 

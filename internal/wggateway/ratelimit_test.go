@@ -1,9 +1,6 @@
 package wggateway
 
 import (
-	"context"
-	"io"
-	"log/slog"
 	"net"
 	"net/netip"
 	"testing"
@@ -73,24 +70,12 @@ func TestRateLimitThroughGateway(t *testing.T) {
 	defer client.Close()
 	var pub [32]byte
 	pub[9] = 4
-	cfg := DefaultConfig()
-	cfg.ListenAddress, cfg.Shards = "127.0.0.1:0", 1
-	cfg.HandshakeRate, cfg.HandshakeBurst = 0.001, 2 // effectively no refill during the test
-	gw, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	gw.SetBackends([]Backend{{Name: "b", PublicKey: pub, Endpoint: backend.LocalAddr().(*net.UDPAddr).AddrPort()}})
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	if err := gw.Listen(ctx); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- gw.Serve(ctx) }()
-	defer func() { cancel(); <-done }()
-	rg := &runningGateway{gw: gw}
-	rg.reg = newTestRegistry(gw)
+	rg := startGateway(t, "127.0.0.1:0", []Backend{{Name: "b", PublicKey: pub, Endpoint: backend.LocalAddr().(*net.UDPAddr).AddrPort()}},
+		func(c *Config) {
+			c.Shards = 1
+			c.HandshakeRate, c.HandshakeBurst = 0.001, 2 // effectively no refill during the test
+		})
+	gw := rg.gw
 
 	to := gw.LocalAddr().(*net.UDPAddr).AddrPort()
 	for i := 0; i < 5; i++ {
