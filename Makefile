@@ -25,6 +25,16 @@ build: ## Build every daemon into ./bin (version from git).
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ $(addprefix ./cmd/,$(DAEMONS)); \
 	ls -1 $(BIN)
 
+# Container engine for `make images` (docker or podman); images are trellis/<daemon>:$(VERSION).
+ENGINE ?= $(shell command -v docker || command -v podman)
+
+.PHONY: images
+images: ## Build one image per daemon from ./Dockerfile (needs docker or podman).
+	@if [ -z "$(ENGINE)" ]; then echo "make images needs docker or podman (ENGINE=...)"; exit 1; fi; \
+	for d in $(DAEMONS); do \
+	  $(ENGINE) build --target $$d --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) -t trellis/$$d:$(VERSION) . ; \
+	done
+
 .PHONY: testenv
 testenv: ## Build kube-apiserver and etcd into the cache outside the repo (cold 5-20 min, then instant).
 	@scripts/testenv.sh >/dev/null
