@@ -34,6 +34,18 @@ var forbidden = map[string][]string{
 		"github.com/prometheus/prometheus", // its own parser: internal/promtext
 		"github.com/trellis-garden/trellis/internal/otlpexport/otlptest", // tests only
 	},
+	"egress-reporter": {
+		"golang.zx2c4.com/wireguard",
+		"gvisor.dev/",
+		"github.com/vishvananda/netlink",
+		"github.com/mdlayher/netlink",
+		"github.com/cilium/ebpf",
+		"github.com/ti-mo/",
+		"github.com/google/nftables",
+		"k8s.io/kubectl",
+		"github.com/gardener/gardener", // Infrastructure is read with the dynamic client
+		"github.com/trellis-garden/trellis/internal/egressprobe/probetest", // tests only
+	},
 }
 
 func TestBinariesLinkOnlyWhatTheyNeed(t *testing.T) {
