@@ -46,6 +46,18 @@ var forbidden = map[string][]string{
 		"github.com/gardener/gardener", // Infrastructure is read with the dynamic client
 		"github.com/trellis-garden/trellis/internal/egressprobe/probetest", // tests only
 	},
+	"mr-signer": {
+		"golang.zx2c4.com/wireguard",
+		"gvisor.dev/",
+		"github.com/vishvananda/netlink",
+		"github.com/mdlayher/netlink",
+		"github.com/cilium/ebpf",
+		"github.com/pion/",
+		"github.com/ti-mo/",
+		"github.com/google/nftables",
+		"github.com/gardener/gardener", // ManagedResources are read as unstructured objects
+		"k8s.io/kubectl",
+	},
 }
 
 func TestBinariesLinkOnlyWhatTheyNeed(t *testing.T) {

@@ -1,0 +1,173 @@
+package mrsigner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
+
+	"github.com/trellis-garden/trellis/internal/secretsig"
+	"github.com/trellis-garden/trellis/internal/webhook"
+)
+
+// Referencer tells whether a ManagedResource names a Secret.
+type Referencer interface {
+	Referenced(namespace, name string) bool
+}
+
+// Admitter decides admission requests for Secrets: /mutate signs writes by trusted
+// identities and strips the signature from everyone else's; /validate optionally
+// denies untrusted writes of in-scope Secrets outright.
+type Admitter struct {
+	Keys          *KeyStore
+	Trust         Trust
+	Selectors     []labels.Selector
+	Refs          Referencer
+	DenyUntrusted bool
+	Log           *slog.Logger
+	metrics       *metrics
+}
+
+// signaturePath is the JSON pointer of the signature annotation.
+var signaturePath = "/metadata/annotations/" + strings.NewReplacer("~", "~0", "/", "~1").Replace(secretsig.Annotation)
+
+func (a *Admitter) inScope(s *corev1.Secret) bool {
+	set := labels.Set(s.Labels)
+	for _, sel := range a.Selectors {
+		if sel.Matches(set) {
+			return true
+		}
+	}
+	return a.Refs != nil && a.Refs.Referenced(s.Namespace, s.Name)
+}
+
+// Request is an admission request for a Secret, decoded in one pass.
+type Request = webhook.Request[corev1.Secret]
+
+// decode returns the Secret of a CREATE or UPDATE of a core/v1 Secret, nil for
+// any other request (which is allowed unchanged).
+func decode(req *Request) (*corev1.Secret, error) {
+	if req.Kind.Group != "" || req.Kind.Kind != "Secret" || req.SubResource != "" ||
+		(req.Operation != admissionv1.Create && req.Operation != admissionv1.Update) {
+		return nil, nil
+	}
+	if req.Object == nil {
+		return nil, errors.New("request without object")
+	}
+	s := req.Object
+	// The request's namespace and name are the API server's; the object's may be
+	// empty on CREATE.
+	s.Namespace = req.Namespace
+	if s.Name == "" {
+		s.Name = req.Name
+	}
+	return s, nil
+}
+
+// Mutate is the /mutate webhook.
+func (a *Admitter) Mutate(_ context.Context, req *Request) *admissionv1.AdmissionResponse {
+	start := time.Now()
+	resp, action := a.mutate(req)
+	a.metrics.admissions.WithLabelValues("mutate", action).Inc()
+	a.metrics.admissionTime.WithLabelValues("mutate").Observe(time.Since(start).Seconds())
+	return resp
+}
+
+func (a *Admitter) mutate(req *Request) (*admissionv1.AdmissionResponse, string) {
+	s, err := decode(req)
+	if err != nil {
+		return webhook.Deny(http.StatusBadRequest, err.Error()), actionError
+	}
+	if s == nil {
+		return webhook.Allow(), actionAllowed
+	}
+	_, signed := s.Annotations[secretsig.Annotation]
+	strip := func(warning string) (*admissionv1.AdmissionResponse, string) {
+		if !signed {
+			return webhook.Allow(), actionAllowed
+		}
+		r, err := webhook.Patch([]webhook.PatchOp{{Op: "remove", Path: signaturePath}}, warning)
+		if err != nil {
+			return webhook.Deny(http.StatusInternalServerError, err.Error()), actionError
+		}
+		return r, actionStripped
+	}
+	if !a.Trust.Trusted(req.UserInfo) {
+		if signed {
+			a.Log.Info("signature stripped from an untrusted write", "secret", s.Namespace+"/"+s.Name, "user", req.UserInfo.Username, "operation", string(req.Operation))
+		}
+		return strip("mr-signer: " + secretsig.Annotation + " removed: only trusted identities' writes are signed")
+	}
+	if !a.inScope(s) && !signed {
+		return webhook.Allow(), actionAllowed
+	}
+	if s.Name == "" {
+		return strip("mr-signer: a Secret created with generateName cannot be signed (its name is not known yet); give it a name")
+	}
+	signer := a.Keys.Signer()
+	if signer == nil {
+		return webhook.Deny(http.StatusInternalServerError, "mr-signer has no signing key; retry later"), actionError
+	}
+	sig := signer.Sign(secretsig.FromSecret(s))
+	var op webhook.PatchOp
+	if s.Annotations == nil {
+		op = webhook.PatchOp{Op: "add", Path: "/metadata/annotations", Value: map[string]string{secretsig.Annotation: sig}}
+	} else {
+		op = webhook.PatchOp{Op: "add", Path: signaturePath, Value: sig} // add replaces an existing member
+	}
+	r, err := webhook.Patch([]webhook.PatchOp{op})
+	if err != nil {
+		return webhook.Deny(http.StatusInternalServerError, err.Error()), actionError
+	}
+	return r, actionSigned
+}
+
+// Validate is the /validate webhook: with DenyUntrusted it refuses writes of
+// in-scope Secrets by untrusted identities, else it allows everything.
+func (a *Admitter) Validate(_ context.Context, req *Request) *admissionv1.AdmissionResponse {
+	start := time.Now()
+	resp, action := a.validate(req)
+	a.metrics.admissions.WithLabelValues("validate", action).Inc()
+	a.metrics.admissionTime.WithLabelValues("validate").Observe(time.Since(start).Seconds())
+	return resp
+}
+
+func (a *Admitter) validate(req *Request) (*admissionv1.AdmissionResponse, string) {
+	if !a.DenyUntrusted {
+		return webhook.Allow(), actionAllowed
+	}
+	s, err := decode(req)
+	if err != nil {
+		return webhook.Deny(http.StatusBadRequest, err.Error()), actionError
+	}
+	if s == nil || a.Trust.Trusted(req.UserInfo) {
+		return webhook.Allow(), actionAllowed
+	}
+	inScope := a.inScope(s)
+	if !inScope && req.OldObject != nil {
+		// Removing the label does not take a Secret out of scope.
+		old := req.OldObject
+		old.Namespace, old.Name = s.Namespace, s.Name
+		inScope = a.inScope(old)
+	}
+	if !inScope {
+		return webhook.Allow(), actionAllowed
+	}
+	return webhook.Deny(http.StatusForbidden, fmt.Sprintf("mr-signer: %s may not write Secret %s/%s: it belongs to a ManagedResource and only trusted identities may write it",
+		req.UserInfo.Username, s.Namespace, s.Name)), actionDenied
+}
+
+// Handler returns the webhook server's handler: /mutate and /validate.
+func (a *Admitter) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/mutate", webhook.ServeTyped(a.Mutate))
+	mux.Handle("/validate", webhook.ServeTyped(a.Validate))
+	return mux
+}

@@ -1,0 +1,73 @@
+package mrsigner
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Actions in the admission_requests_total metric.
+const (
+	actionSigned   = "signed"
+	actionStripped = "stripped"
+	actionAllowed  = "allowed"
+	actionDenied   = "denied"
+	actionError    = "error"
+)
+
+// metrics are mr-signer's Prometheus series.
+type metrics struct {
+	admissions      *prometheus.CounterVec
+	admissionTime   *prometheus.HistogramVec
+	verifications   *prometheus.CounterVec
+	quarantines     *prometheus.CounterVec
+	lifts           prometheus.Counter
+	keys            *prometheus.GaugeVec
+	keyReloads      *prometheus.CounterVec
+	leader          prometheus.Gauge
+	reconcileErrors prometheus.Counter
+}
+
+func newMetrics(namespace string) *metrics {
+	return &metrics{
+		admissions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "admission_requests_total",
+			Help: "Admission requests by webhook (mutate, validate) and action (signed, stripped, allowed, denied, error).",
+		}, []string{"webhook", "action"}),
+		admissionTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: namespace, Name: "admission_duration_seconds",
+			Help:    "Time to decide an admission request, from the decoded body to the encoded response, by webhook.",
+			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1},
+		}, []string{"webhook"}),
+		verifications: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "verifications_total",
+			Help: "Secrets verified by the controller, by result (Valid, SignatureMissing, SignatureMalformed, UnknownKey, SignatureInvalid, SecretNotFound, Error).",
+		}, []string{"result"}),
+		quarantines: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "quarantines_total",
+			Help: "ManagedResources put into quarantine (annotation resources.gardener.cloud/ignore) by reason.",
+		}, []string{"reason"}),
+		lifts: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Name: "quarantine_lifts_total",
+			Help: "Quarantines lifted because every referenced Secret verified again.",
+		}),
+		keys: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "keys",
+			Help: "Keys loaded by kind: signing (0 or 1) and verification (including the signing key's public key).",
+		}, []string{"kind"}),
+		keyReloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "key_reloads_total",
+			Help: "Reloads of the signing key Secret and verification keys ConfigMap by result (success, error).",
+		}, []string{"result"}),
+		leader: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "leader",
+			Help: "Whether this replica leads and runs the verifying controller (1) or follows (0).",
+		}),
+		reconcileErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Name: "reconcile_errors_total",
+			Help: "ManagedResource reconciles that failed (API errors) and were retried with backoff.",
+		}),
+	}
+}
+
+func (m *metrics) collectors() []prometheus.Collector {
+	return []prometheus.Collector{m.admissions, m.admissionTime, m.verifications, m.quarantines, m.lifts, m.keys, m.keyReloads, m.leader, m.reconcileErrors}
+}
