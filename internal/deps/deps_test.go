@@ -58,6 +58,18 @@ var forbidden = map[string][]string{
 		"github.com/gardener/gardener", // ManagedResources are read as unstructured objects
 		"k8s.io/kubectl",
 	},
+	"zone-flow-tracer": {
+		"golang.zx2c4.com/wireguard",
+		"gvisor.dev/",
+		"github.com/pion/",
+		"github.com/cilium/ebpf",
+		"github.com/vishvananda/",    // tests only (netnstest); the daemon speaks ctnetlink itself
+		"github.com/google/nftables", // tests only
+		"github.com/ti-mo/conntrack", // tests only: the reference decoder of FuzzParseFlowMatchesLibrary
+		"google.golang.org/grpc",
+		"k8s.io/kubectl",
+		"github.com/trellis-garden/trellis/internal/netnstest", // tests only
+	},
 }
 
 func TestBinariesLinkOnlyWhatTheyNeed(t *testing.T) {

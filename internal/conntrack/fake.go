@@ -1,0 +1,98 @@
+package conntrack
+
+import (
+	"context"
+	"sync"
+)
+
+// Fake is an in-memory table with the same Dump and ListenDestroy behaviour as
+// Conn, for unit tests of consumers.
+type Fake struct {
+	mu       sync.Mutex
+	flows    map[uint32]Flow
+	order    []uint32
+	events   chan Flow
+	overflow chan struct{}
+	dumps    int
+	// DumpErr, when set, is returned by the next Dump (and cleared).
+	DumpErr error
+}
+
+// NewFake returns an empty table.
+func NewFake() *Fake {
+	return &Fake{flows: map[uint32]Flow{}, events: make(chan Flow, 1024), overflow: make(chan struct{}, 1)}
+}
+
+// Set adds or replaces an entry (by ID), as traffic on a live flow would.
+func (f *Fake) Set(fl Flow) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, ok := f.flows[fl.ID]; !ok {
+		f.order = append(f.order, fl.ID)
+	}
+	f.flows[fl.ID] = fl
+}
+
+// Destroy removes an entry and emits its DESTROY event with the final counters.
+// With lose set, the event is dropped as on a socket overflow.
+func (f *Fake) Destroy(id uint32, lose bool) {
+	f.mu.Lock()
+	fl, ok := f.flows[id]
+	delete(f.flows, id)
+	f.mu.Unlock()
+	if ok && !lose {
+		f.events <- fl
+	}
+}
+
+// Overflow makes the running ListenDestroy return ErrOverflow.
+func (f *Fake) Overflow() { f.overflow <- struct{}{} }
+
+// Dumps is how many dumps succeeded.
+func (f *Fake) Dumps() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.dumps
+}
+
+// Dump calls fn for every live entry in insertion order.
+func (f *Fake) Dump(ctx context.Context, fn func(*Flow)) error {
+	f.mu.Lock()
+	if err := f.DumpErr; err != nil {
+		f.DumpErr = nil
+		f.mu.Unlock()
+		return err
+	}
+	var out []Flow
+	live := f.order[:0]
+	for _, id := range f.order {
+		if fl, ok := f.flows[id]; ok {
+			out = append(out, fl)
+			live = append(live, id)
+		}
+	}
+	f.order = live
+	f.dumps++
+	f.mu.Unlock()
+	for i := range out {
+		fn(&out[i])
+	}
+	return ctx.Err()
+}
+
+// ListenDestroy delivers Destroy events until ctx ends or Overflow is called.
+func (f *Fake) ListenDestroy(ctx context.Context, ready func(), fn func(EventType, *Flow)) error {
+	if ready != nil {
+		ready()
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-f.overflow:
+			return ErrOverflow
+		case fl := <-f.events:
+			fn(EventDestroy, &fl)
+		}
+	}
+}

@@ -1,0 +1,78 @@
+package zoneflow
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"io"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/trellis-garden/trellis/internal/netnstest"
+	"github.com/trellis-garden/trellis/internal/testbin"
+	"github.com/trellis-garden/trellis/internal/testenv"
+)
+
+// TestBinary builds cmd/zone-flow-tracer and runs it as root against the real API
+// server and this machine's own conntrack table (accounting left as it is: the
+// test does not change the host's sysctls): it becomes ready, serves /metrics
+// with the daemon's series and /flows, and exits 0 on SIGTERM. Bad flags exit 2.
+func TestBinary(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary; skipped in -short mode")
+	}
+	netnstest.Require(t) // ctnetlink needs CAP_NET_ADMIN
+	env := testenv.Get(t)
+	bin := testbin.Build(t, Name)
+
+	out, err := exec.Command(bin, "--labels=pod", "--node.name=x").CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(string(out), "--labels") {
+		t.Fatalf("bad flags: %v\n%s", err, out)
+	}
+
+	ns := env.Namespace(t)
+	c := createCluster(t, ns)
+	cmd := exec.Command(bin, "--kubeconfig="+env.Kubeconfig, "--node.name="+c.nodeA, "--web.listen-address=127.0.0.1:0",
+		"--conntrack.enable-accounting=false", "--conntrack.dump-interval=200ms", "--log.format=json")
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	var web string
+	logs := bufio.NewScanner(stderr)
+	killer := time.AfterFunc(30*time.Second, func() { _ = cmd.Process.Kill() })
+	for web == "" && logs.Scan() {
+		var l struct{ Msg, Address string }
+		if json.Unmarshal(logs.Bytes(), &l) == nil && l.Msg == "serving web endpoints" {
+			web = l.Address
+		}
+	}
+	killer.Stop()
+	go func() { _, _ = io.Copy(io.Discard, stderr) }()
+	if web == "" {
+		t.Fatal("web address not logged")
+	}
+	waitFor(t, "readiness", func() bool { code, _ := get(t, "http://"+web+"/readyz"); return code == 200 })
+	waitFor(t, "two dumps", func() bool {
+		_, body := get(t, "http://"+web+"/metrics")
+		v, _ := metricValue(body, "trellis_zone_flow_tracer_dumps_total", "result", "success")
+		return v >= 2
+	})
+	_, body := get(t, "http://"+web+"/metrics")
+	for _, series := range []string{"trellis_zone_flow_tracer_build_info", "trellis_zone_flow_tracer_tracked_flows", "trellis_zone_flow_tracer_accounting_enabled",
+		"trellis_zone_flow_tracer_dump_duration_seconds_count", `trellis_zone_flow_tracer_price_dollars_per_gib{class="cross-zone"} 0.02`} {
+		if !strings.Contains(body, series) {
+			t.Errorf("/metrics lacks %s", series)
+		}
+	}
+	code, fl := get(t, "http://"+web+"/flows")
+	var s FlowSummary
+	if code != 200 || json.Unmarshal([]byte(fl), &s) != nil || s.Node != c.nodeA {
+		t.Fatalf("/flows %d: %s", code, fl)
+	}
+	testbin.Terminate(t, cmd)
+}

@@ -1,0 +1,91 @@
+package zoneflow
+
+import (
+	"context"
+	"testing"
+
+	appsv1 "k8s.io/api/apps/v1"
+	authorizationv1 "k8s.io/api/authorization/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/trellis-garden/trellis/internal/testenv"
+)
+
+// TestDeployBase checks deploy/zone-flow-tracer/base against the real API server:
+// the objects are accepted (server-side dry run), the DaemonSet has what a
+// per-node conntrack reader needs and nothing more (host network, NET_ADMIN
+// only, not privileged), and the RBAC grants reads of Nodes and Pods only.
+func TestDeployBase(t *testing.T) {
+	env := testenv.Get(t)
+	ctx := context.Background()
+	dry := metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}}
+	var ds *appsv1.DaemonSet
+	for _, obj := range testenv.ReadManifests(t, "../../deploy/zone-flow-tracer/base") {
+		var err error
+		switch o := obj.(type) {
+		case *corev1.ServiceAccount:
+			_, err = env.Client.CoreV1().ServiceAccounts("kube-system").Create(ctx, o, dry)
+		case *rbacv1.ClusterRole:
+			_, err = env.Client.RbacV1().ClusterRoles().Create(ctx, o, metav1.CreateOptions{})
+		case *rbacv1.ClusterRoleBinding:
+			_, err = env.Client.RbacV1().ClusterRoleBindings().Create(ctx, o, metav1.CreateOptions{})
+		case *appsv1.DaemonSet:
+			ds = o
+			_, err = env.Client.AppsV1().DaemonSets("kube-system").Create(ctx, o, dry)
+		default:
+			t.Fatalf("unexpected %T in the base", obj)
+		}
+		if err != nil && !apierrors.IsAlreadyExists(err) {
+			t.Fatalf("%T rejected: %v", obj, err)
+		}
+	}
+	if ds == nil {
+		t.Fatal("no DaemonSet")
+	}
+	pod := ds.Spec.Template.Spec
+	c := pod.Containers[0]
+	nodeName := false
+	for _, e := range c.Env {
+		if e.Name == "NODE_NAME" && e.ValueFrom != nil && e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == "spec.nodeName" {
+			nodeName = true
+		}
+	}
+	sc := c.SecurityContext
+	if !pod.HostNetwork || !nodeName || c.ReadinessProbe == nil || c.LivenessProbe == nil || c.Resources.Requests.Cpu().IsZero() || c.Resources.Requests.Memory().IsZero() {
+		t.Fatal("DaemonSet lacks hostNetwork, NODE_NAME from the downward API, probes or requests")
+	}
+	if sc == nil || sc.Privileged == nil || *sc.Privileged || sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation ||
+		sc.Capabilities == nil || len(sc.Capabilities.Drop) != 1 || sc.Capabilities.Drop[0] != "ALL" ||
+		len(sc.Capabilities.Add) != 1 || sc.Capabilities.Add[0] != "NET_ADMIN" || sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem {
+		t.Fatalf("container security context is not NET_ADMIN only: %+v", sc)
+	}
+
+	sa := "system:serviceaccount:kube-system:zone-flow-tracer"
+	can := func(verb, resource, ns string) bool {
+		r, err := env.Client.AuthorizationV1().SubjectAccessReviews().Create(ctx, &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
+			User: sa, Groups: []string{"system:serviceaccounts", "system:serviceaccounts:kube-system"},
+			ResourceAttributes: &authorizationv1.ResourceAttributes{Verb: verb, Resource: resource, Namespace: ns},
+		}}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.Status.Allowed
+	}
+	for _, a := range []struct{ verb, res, ns string }{
+		{"get", "nodes", ""}, {"list", "nodes", ""}, {"watch", "nodes", ""}, {"list", "pods", ""}, {"watch", "pods", ""}, {"get", "pods", "shop"},
+	} {
+		if !can(a.verb, a.res, a.ns) {
+			t.Errorf("zone-flow-tracer may not %s %s", a.verb, a.res)
+		}
+	}
+	for _, a := range []struct{ verb, res string }{
+		{"update", "nodes"}, {"patch", "nodes"}, {"delete", "pods"}, {"list", "secrets"}, {"create", "events"}, {"list", "services"},
+	} {
+		if can(a.verb, a.res, "default") {
+			t.Errorf("zone-flow-tracer may %s %s: more than it needs", a.verb, a.res)
+		}
+	}
+}

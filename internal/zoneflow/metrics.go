@@ -1,0 +1,139 @@
+package zoneflow
+
+import (
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Label sets of --labels: how much of a record the byte counters show.
+const (
+	LabelsZone      = "zone"
+	LabelsNamespace = "namespace"
+	LabelsWorkload  = "workload"
+)
+
+const gib = 1 << 30
+
+// metrics are the daemon's own series; the flow counters are read from the
+// processor at scrape time by flowCollector.
+type metrics struct {
+	dumps          *prometheus.CounterVec
+	dumpDuration   prometheus.Histogram
+	overflows      prometheus.Counter
+	listenErrors   prometheus.Counter
+	accounting     prometheus.Gauge
+	indexRebuilds  prometheus.Counter
+	indexEndpoints prometheus.Gauge
+}
+
+func newMetrics(ns string) *metrics {
+	return &metrics{
+		dumps: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "dumps_total",
+			Help: "Conntrack table dumps by result (success, error)."}, []string{"result"}),
+		dumpDuration: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "dump_duration_seconds",
+			Help:    "Time to dump the conntrack table and account every entry.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5}}),
+		overflows: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "event_overflows_total",
+			Help: "ENOBUFS on the DESTROY event socket (events lost), each followed by a resync dump."}),
+		listenErrors: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "event_errors_total",
+			Help: "Failures of the DESTROY event socket other than ENOBUFS; the listener is reopened."}),
+		accounting: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "accounting_enabled",
+			Help: "1 when nf_conntrack_acct is on; 0 means flows carry no byte counters and every byte metric stays flat."}),
+		indexRebuilds: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "index_rebuilds_total",
+			Help: "Rebuilds of the address index after Node or Pod changes."}),
+		indexEndpoints: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "index_addresses",
+			Help: "Addresses and prefixes in the address index (node InternalIPs, podCIDRs, pod IPs)."}),
+	}
+}
+
+func (m *metrics) collectors() []prometheus.Collector {
+	return []prometheus.Collector{m.dumps, m.dumpDuration, m.overflows, m.listenErrors, m.accounting, m.indexRebuilds, m.indexEndpoints}
+}
+
+// flowCollector exposes the processor's records, projected on the configured
+// label set, and its own counters. Records only grow, so the sums are counters.
+type flowCollector struct {
+	p      *Processor
+	labels string
+	prices Prices
+
+	bytes, packets, cost, price  *prometheus.Desc
+	tracked, records, lost, fold *prometheus.Desc
+	destroys                     *prometheus.Desc
+}
+
+func newFlowCollector(ns string, p *Processor, labels string, prices Prices) *flowCollector {
+	ls := []string{"source_zone", "destination_zone", "direction"}
+	switch labels {
+	case LabelsNamespace:
+		ls = append(ls, "namespace")
+	case LabelsWorkload:
+		ls = append(ls, "namespace", "workload")
+	}
+	d := func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc(prometheus.BuildFQName(ns, "", name), help, labels, nil)
+	}
+	return &flowCollector{
+		p: p, labels: labels, prices: prices,
+		bytes:    d("bytes_total", "IP bytes (headers included) counted once cluster-wide, by source and destination zone and by direction (egress: sent by this node's endpoint; ingress: received from outside the cluster).", ls...),
+		packets:  d("packets_total", "IP packets, labelled as bytes_total.", ls...),
+		cost:     d("cost_dollars_total", "Estimated transfer cost in US dollars by traffic class (bytes / GiB x the class's price).", "class"),
+		price:    d("price_dollars_per_gib", "The price table in use, US dollars per GiB by traffic class.", "class"),
+		tracked:  d("tracked_flows", "Conntrack entries held in memory (live entries plus tombstones of destroyed ones until the next dump)."),
+		records:  d("records", "Distinct aggregates (zones, direction, class, namespace, workload) kept; bounded by --metrics.max-records."),
+		lost:     d("flows_lost_total", "Entries that vanished between two dumps without a DESTROY event seen: their last bytes since the previous dump are not counted."),
+		fold:     d("records_folded_total", "New aggregates whose namespace and workload were folded into _other because --metrics.max-records was reached."),
+		destroys: d("destroy_events_total", "DESTROY events accounted."),
+	}
+}
+
+func (c *flowCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.bytes, c.packets, c.cost, c.price, c.tracked, c.records, c.lost, c.fold, c.destroys} {
+		ch <- d
+	}
+}
+
+func (c *flowCollector) Collect(ch chan<- prometheus.Metric) {
+	recs, st, tracked := c.p.snapshot()
+	type sums struct {
+		labels         []string
+		bytes, packets uint64
+	}
+	agg := map[string]*sums{}
+	byClass := map[string]uint64{}
+	for _, r := range recs {
+		lv := []string{r.key.srcZone, r.key.dstZone, directionNames[r.key.direction]}
+		switch c.labels {
+		case LabelsNamespace:
+			lv = append(lv, r.key.namespace)
+		case LabelsWorkload:
+			lv = append(lv, r.key.namespace, r.key.workload)
+		}
+		k := strings.Join(lv, "\x00")
+		s := agg[k]
+		if s == nil {
+			s = &sums{labels: lv}
+			agg[k] = s
+		}
+		s.bytes += r.bytes
+		s.packets += r.packets
+		byClass[r.key.class] += r.bytes
+	}
+	for _, s := range agg {
+		ch <- prometheus.MustNewConstMetric(c.bytes, prometheus.CounterValue, float64(s.bytes), s.labels...)
+		ch <- prometheus.MustNewConstMetric(c.packets, prometheus.CounterValue, float64(s.packets), s.labels...)
+	}
+	for _, class := range Classes {
+		price := c.prices[class]
+		ch <- prometheus.MustNewConstMetric(c.price, prometheus.GaugeValue, price, class)
+		if b, ok := byClass[class]; ok {
+			ch <- prometheus.MustNewConstMetric(c.cost, prometheus.CounterValue, float64(b)/gib*price, class)
+		}
+	}
+	ch <- prometheus.MustNewConstMetric(c.tracked, prometheus.GaugeValue, float64(tracked))
+	ch <- prometheus.MustNewConstMetric(c.records, prometheus.GaugeValue, float64(len(recs)))
+	ch <- prometheus.MustNewConstMetric(c.lost, prometheus.CounterValue, float64(st.lostFlows))
+	ch <- prometheus.MustNewConstMetric(c.fold, prometheus.CounterValue, float64(st.foldedRecords))
+	ch <- prometheus.MustNewConstMetric(c.destroys, prometheus.CounterValue, float64(st.destroyEvents))
+}
