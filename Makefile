@@ -25,6 +25,11 @@ build: ## Build every daemon into ./bin (version from git).
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ $(addprefix ./cmd/,$(DAEMONS)); \
 	ls -1 $(BIN)
 
+# Tools built from the Go module proxy into a cache outside the repo, keyed by version.
+TRELLIS_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/trellis
+KUSTOMIZE_VERSION := v5.8.2
+KUSTOMIZE := $(TRELLIS_CACHE)/tools/kustomize-$(KUSTOMIZE_VERSION)/kustomize
+
 # Container engine for `make images` (docker or podman); images are trellis/<daemon>:$(VERSION).
 ENGINE ?= $(shell command -v docker || command -v podman)
 
@@ -34,6 +39,13 @@ images: ## Build one image per daemon from ./Dockerfile (needs docker or podman)
 	for d in $(DAEMONS); do \
 	  $(ENGINE) build --target $$d --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) -t trellis/$$d:$(VERSION) . ; \
 	done
+
+.PHONY: tools
+tools: $(KUSTOMIZE) ## Build pinned tools (kustomize) into the cache outside the repo.
+
+$(KUSTOMIZE):
+	@mkdir -p $(dir $@)
+	GOBIN=$(dir $@) GOWORK=off GOFLAGS= $(GO) install sigs.k8s.io/kustomize/kustomize/v5@$(KUSTOMIZE_VERSION)
 
 .PHONY: testenv
 testenv: ## Build kube-apiserver and etcd into the cache outside the repo (cold 5-20 min, then instant).
@@ -46,9 +58,9 @@ check: ## gofmt and go vet (part of test).
 	$(GO) vet ./...
 
 .PHONY: test
-test: check testenv ## All tests: gofmt, vet, unit and integration tests against a real kube-apiserver.
+test: check testenv tools ## All tests: gofmt, vet, unit and integration tests against a real kube-apiserver.
 	TRELLIS_TESTENV_ASSETS="$$(scripts/testenv.sh --path)" TRELLIS_TESTENV_REQUIRED=true \
-	  $(GO) test -count=1 -timeout $(TEST_TIMEOUT) $(TESTFLAGS) ./...
+	  TRELLIS_KUSTOMIZE=$(KUSTOMIZE) $(GO) test -count=1 -timeout $(TEST_TIMEOUT) $(TESTFLAGS) ./...
 
 .PHONY: bench
 bench: testenv ## Benchmarks; each reports its ratio against a baseline measured in the same run.
