@@ -1,6 +1,7 @@
 package otelscraper
 
 import (
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -15,8 +16,12 @@ import (
 	"github.com/trellis-garden/trellis/internal/otlpexport/otlptest"
 )
 
+// rss is a process's resident memory in MiB: the total, and its anonymous
+// (heap, stacks) and file-backed (the mapped binary and libraries) parts.
+type rss struct{ total, anon, file float64 }
+
 // procStats reads a process's CPU time (user+sys) and resident memory.
-func procStats(pid int) (cpu time.Duration, rssMiB float64) {
+func procStats(pid int) (cpu time.Duration, mem rss) {
 	if b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat"); err == nil {
 		s := string(b)
 		if i := strings.LastIndexByte(s, ')'); i > 0 {
@@ -30,13 +35,22 @@ func procStats(pid int) (cpu time.Duration, rssMiB float64) {
 	}
 	if b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status"); err == nil {
 		for _, l := range strings.Split(string(b), "\n") {
-			if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
-				kb, _ := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 64)
-				rssMiB = kb / 1024
+			name, v, ok := strings.Cut(l, ":")
+			if !ok {
+				continue
+			}
+			kb, _ := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 64)
+			switch name {
+			case "VmRSS":
+				mem.total = kb / 1024
+			case "RssAnon":
+				mem.anon = kb / 1024
+			case "RssFile":
+				mem.file = kb / 1024
 			}
 		}
 	}
-	return cpu, rssMiB
+	return cpu, mem
 }
 
 // BenchmarkDaemon30k runs the built otel-shoot-scraper binary against a
@@ -67,8 +81,14 @@ func BenchmarkDaemon30k(b *testing.B) {
 		"--target.static=job=bench,url="+srv.URL+"/metrics,interval=1s",
 		"--otlp.protocol=http/protobuf", "--otlp.endpoint="+recv.URL(), "--otlp.insecure",
 		"--queue.dir="+filepath.Join(dir, "queue"), "--web.listen-address=", "--log.level=error")
-	if l := os.Getenv("BENCH_MEMLIMIT_MIB"); l != "" { // to compare runtime memory limits
-		cmd.Args = append(cmd.Args, "--runtime.memory-limit-mib="+l)
+	if a := os.Getenv("BENCH_PPROF_ADDR"); a != "" { // to profile the daemon: go tool pprof http://<addr>/debug/pprof/heap
+		cmd.Args = append(cmd.Args, "--web.listen-address="+a, "--web.enable-pprof")
+	}
+	if a := os.Getenv("BENCH_ARGS"); a != "" { // to compare flags, e.g. "--memory.limit=40Mi --memory.gc-percent=100"
+		cmd.Args = append(cmd.Args, strings.Fields(a)...)
+	}
+	if os.Getenv("BENCH_STDERR") != "" { // e.g. with GODEBUG=gctrace=1
+		cmd.Stderr = os.Stderr
 	}
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)
@@ -85,12 +105,73 @@ func BenchmarkDaemon30k(b *testing.B) {
 	}
 	wait(3) // warm: series known, buffers grown
 	b.ResetTimer()
+	profiled := make(chan struct{})
+	if a, out := os.Getenv("BENCH_PPROF_ADDR"), os.Getenv("BENCH_CPU_OUT"); a != "" && out != "" && b.N > 2 {
+		go func() { // a CPU profile of the daemon over the measured scrapes
+			defer close(profiled)
+			saveProfile(b, "http://"+a+"/debug/pprof/profile?seconds="+strconv.Itoa(b.N-1), out)
+		}()
+	} else {
+		close(profiled)
+	}
 	start := scrapes.Load()
 	cpu0, _ := procStats(cmd.Process.Pid)
 	wait(start + int64(b.N))
 	cpu1, rss := procStats(cmd.Process.Pid)
 	b.StopTimer()
+	<-profiled
+	if os.Getenv("BENCH_SMAPS") != "" { // where the resident memory is, by mapping
+		logSmaps(b, cmd.Process.Pid)
+	}
+	if a := os.Getenv("BENCH_PPROF_ADDR"); a != "" {
+		saveProfile(b, "http://"+a+"/debug/pprof/heap", os.Getenv("BENCH_PPROF_OUT"))
+		saveProfile(b, "http://"+a+"/debug/pprof/heap?debug=1&gc=1", os.Getenv("BENCH_PPROF_OUT")+".txt")
+	}
 	b.ReportMetric(float64((cpu1-cpu0).Milliseconds())/float64(b.N), "cpu-ms/scrape")
-	b.ReportMetric(rss, "rss-MiB")
+	b.ReportMetric(rss.total, "rss-MiB")
+	b.ReportMetric(rss.anon, "rss-anon-MiB")
+	b.ReportMetric(rss.file, "rss-file-MiB")
 	b.ReportMetric(float64(len(recv.Requests())), "otlp-requests")
+}
+
+// logSmaps logs the resident size of each mapping of a process that holds at
+// least 256 KiB.
+func logSmaps(b *testing.B, pid int) {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/smaps")
+	if err != nil {
+		b.Log(err)
+		return
+	}
+	var mapping string
+	for _, l := range strings.Split(string(data), "\n") {
+		f := strings.Fields(l)
+		switch {
+		case len(f) >= 5 && strings.Contains(f[0], "-"):
+			mapping = l
+		case len(f) == 3 && f[0] == "Rss:":
+			if kb, _ := strconv.Atoi(f[1]); kb >= 256 {
+				b.Logf("%6d KiB  %s", kb, mapping)
+			}
+		}
+	}
+}
+
+// saveProfile saves the profile at url to file (when set).
+func saveProfile(b *testing.B, url, file string) {
+	if file == "" {
+		return
+	}
+	resp, err := http.Get(url) //nolint:noctx // a benchmark helper
+	if err != nil {
+		b.Log(err)
+		return
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err == nil {
+		err = os.WriteFile(file, data, 0o600)
+	}
+	if err != nil {
+		b.Log(err)
+	}
 }

@@ -9,7 +9,6 @@ import (
 	"context"
 	"errors"
 	"os"
-	"runtime/debug"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -41,9 +40,12 @@ summaries) and pushes them over gRPC or HTTP through a bounded on-disk queue.`,
 }
 
 func run(ctx context.Context, d *daemon.Daemon, o *Options) error {
-	if o.MemoryLimitMiB > 0 && os.Getenv("GOMEMLIMIT") == "" {
-		debug.SetMemoryLimit(o.MemoryLimitMiB << 20)
+	limit, gcPercent, err := o.applyMemorySettings()
+	if err != nil {
+		return err
 	}
+	d.Logger.Info("memory settings", "memoryLimitBytes", limit, "gcPercent", gcPercent,
+		"GOMEMLIMIT", os.Getenv("GOMEMLIMIT"), "GOGC", os.Getenv("GOGC"))
 	exp, err := otlpexport.New(o.OTLP, d.Logger, d.Registry, d.Namespace)
 	if err != nil {
 		return err
@@ -65,7 +67,9 @@ func run(ctx context.Context, d *daemon.Daemon, o *Options) error {
 			return errors.New("--rules.file needs --discovery.kubernetes=false (with the API, rules come from --rules.configmap)")
 		}
 		mg := newManager(current, exp.EnqueueEncoded, m, d.Logger, o.resourceAttrs)
+		mg.chunk = o.chunkOptions()
 		mg.sync(ctx, o.Discovery.targets(nil, nil))
+		o.startedUp(d)
 		<-ctx.Done()
 		mg.wait()
 		return nil
@@ -120,7 +124,9 @@ func run(ctx context.Context, d *daemon.Daemon, o *Options) error {
 	}
 
 	mg := newManager(rules.Current, exp.EnqueueEncoded, m, d.Logger, o.resourceAttrs)
+	mg.chunk = o.chunkOptions()
 	defer mg.wait()
+	o.startedUp(d)
 	// Target changes arrive through the informers; a slow resync also picks up
 	// pods whose readiness changed without an event we watch.
 	resync := time.NewTicker(30 * time.Second)
@@ -138,5 +144,20 @@ func run(ctx context.Context, d *daemon.Daemon, o *Options) error {
 		case <-kick:
 		case <-resync.C:
 		}
+	}
+}
+
+// startedUp is called once start-up is done (flags parsed, every package
+// initialised, informers synced, scrape loops started): it drops the
+// binary's pages that start-up touched from the resident set, unless
+// --memory.release-binary-pages=false.
+func (o *Options) startedUp(d *daemon.Daemon) {
+	if !o.ReleaseBinaryPages {
+		return
+	}
+	if n, err := dropBinaryPages(); err != nil {
+		d.Logger.Warn("cannot release the binary's start-up pages", "err", err.Error())
+	} else if n > 0 {
+		d.Logger.Debug("released the binary's start-up pages", "mappedBytes", n)
 	}
 }

@@ -109,6 +109,8 @@ func TestScrapeToOTLP(t *testing.T) {
 		"--target.static=job=app,url="+srv.URL+"/metrics,interval=1s",
 		"--otlp.endpoint="+recv.Addr(), "--otlp.insecure", "--otlp.retry.initial=100ms", "--otlp.retry.max=200ms",
 		"--queue.dir="+t.TempDir(), "--resource.attribute=shoot.name=my-shoot",
+		// One data point per queue record: every scrape is several records.
+		"--queue.record-max-data-points=1",
 		"--web.listen-address=127.0.0.1:0", "--log.level=warn")
 
 	// Two scrapes' worth of points: 1 counter + 1 gauge + 1 histogram + 1 summary each.

@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"sync"
 	"time"
+
+	"github.com/trellis-garden/trellis/internal/promotlp"
 )
 
 // manager runs one scrape loop per target and follows changes of the target set:
@@ -14,6 +16,7 @@ import (
 type manager struct {
 	rules func() *Rules
 	sink  Sink
+	chunk promotlp.ChunkOptions // zero: the scraper's default
 	m     *metrics
 	log   *slog.Logger
 	attrs map[string]string
@@ -56,6 +59,9 @@ func (mg *manager) sync(ctx context.Context, targets []Target) {
 		if err != nil {
 			mg.log.Error("cannot scrape target", "job", t.Job, "target", t.URL, "err", err.Error())
 			continue
+		}
+		if mg.chunk != (promotlp.ChunkOptions{}) {
+			s.chunk = mg.chunk
 		}
 		tctx, cancel := context.WithCancel(ctx)
 		mg.running[k] = &runningTarget{target: t, cancel: cancel}

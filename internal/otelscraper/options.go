@@ -12,6 +12,7 @@ import (
 	"github.com/trellis-garden/trellis/internal/daemon"
 	"github.com/trellis-garden/trellis/internal/kube"
 	"github.com/trellis-garden/trellis/internal/otlpexport"
+	"github.com/trellis-garden/trellis/internal/promotlp"
 )
 
 // Name is the binary's name.
@@ -33,11 +34,14 @@ type Options struct {
 
 	Interval time.Duration
 
-	RulesConfigMap string
-	RulesKey       string
-	RulesFile      string
-	rulesFromFile  *Rules
-	MemoryLimitMiB int64
+	RulesConfigMap     string
+	RulesKey           string
+	RulesFile          string
+	rulesFromFile      *Rules
+	MemoryLimitMiB     int64 // deprecated: MemoryLimit
+	MemoryLimit        string
+	GCPercent          int
+	ReleaseBinaryPages bool
 
 	ResourceAttrs []string
 	resourceAttrs map[string]string
@@ -52,6 +56,7 @@ type Options struct {
 	OTLPSkipVerify bool
 	QueueMaxMiB    int64
 	MaxBatchKiB    int
+	ChunkPoints    int
 	rulesNamespace string
 	rulesName      string
 }
@@ -83,7 +88,11 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.RulesConfigMap, "rules.configmap", "kube-system/otel-shoot-scraper-rules", "namespace/name of the ConfigMap with filter rules (watched, applied without restart); the built-in Gardener defaults apply until it exists.")
 	fs.StringVar(&o.RulesKey, "rules.key", "rules.yaml", "Key of the rules in the ConfigMap.")
 	fs.StringVar(&o.RulesFile, "rules.file", "", "Filter rules from a file, read at start (for --discovery.kubernetes=false); replaces the ConfigMap.")
-	fs.Int64Var(&o.MemoryLimitMiB, "runtime.memory-limit-mib", 0, "Soft memory limit of the Go runtime in MiB (as GOMEMLIMIT): the garbage collector works harder near it, trading CPU for memory; set it below the container limit. 0 leaves the runtime default.")
+	fs.StringVar(&o.MemoryLimit, "memory.limit", DefaultMemoryLimit, "Soft memory limit of the Go runtime (as GOMEMLIMIT, which wins when set): the garbage collector works harder near it, trading CPU for memory. auto: 90% of the container's (cgroup) memory limit, none without one; off; a share of the cgroup limit such as 80%; or a quantity such as 200Mi.")
+	fs.IntVar(&o.GCPercent, "memory.gc-percent", DefaultGCPercent, "Garbage collection target percentage (as GOGC, which wins when set): the heap may grow this many percent over the live heap before a collection; negative disables collection until --memory.limit.")
+	fs.Int64Var(&o.MemoryLimitMiB, "runtime.memory-limit-mib", 0, "Soft memory limit in MiB; overrides --memory.limit when positive.")
+	_ = fs.MarkDeprecated("runtime.memory-limit-mib", "use --memory.limit")
+	fs.BoolVar(&o.ReleaseBinaryPages, "memory.release-binary-pages", true, "Once started, drop the pages of the executable that start-up touched (the init code and tables of every linked package) from the resident set (Linux madvise MADV_DONTNEED on its read-only mappings; they stay in the page cache and come back when used): about 25 MiB less RSS.")
 	fs.StringArrayVar(&o.ResourceAttrs, "resource.attribute", nil, "An OTLP resource attribute added to every target, key=value (e.g. shoot.name=my-shoot); repeatable.")
 
 	c := &o.OTLP
@@ -104,6 +113,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&o.MaxBatchKiB, "otlp.max-batch-kib", 4096, "Largest export request in KiB.")
 	fs.StringVar(&c.QueueDir, "queue.dir", "/var/lib/otel-shoot-scraper/queue", "Folder of the on-disk queue (a hostPath or emptyDir): survives receiver outages and scraper restarts; empty keeps the queue in memory.")
 	fs.Int64Var(&o.QueueMaxMiB, "queue.max-mib", 256, "Queue bound in MiB; when full the oldest data is dropped and counted.")
+	fs.IntVar(&o.ChunkPoints, "queue.record-max-data-points", DefaultChunkDataPoints, "Most data points in one queue record: a scrape is encoded and queued in records of at most this many data points (and at most --otlp.max-batch-kib), so that its OTLP encoding is never held in memory as a whole; consecutive records are merged into export requests of up to --otlp.max-batch-kib.")
 	daemon.MarkSensitive(fs, "otlp.header")
 	o.Node.AddFlags(fs)
 	o.Kube.AddFlags(fs)
@@ -197,8 +207,14 @@ func (o *Options) Validate() error {
 	if o.MemoryLimitMiB < 0 {
 		errs = append(errs, fmt.Errorf("--runtime.memory-limit-mib: must not be negative"))
 	}
+	if _, err := memoryLimit(o.MemoryLimit, "/sys/fs/cgroup", "/proc/self/cgroup"); err != nil {
+		errs = append(errs, fmt.Errorf("--memory.limit: %w", err))
+	}
 	if o.QueueMaxMiB < 1 {
 		errs = append(errs, fmt.Errorf("--queue.max-mib: at least 1"))
+	}
+	if o.ChunkPoints < 1 {
+		errs = append(errs, fmt.Errorf("--queue.record-max-data-points: at least 1"))
 	}
 	if o.UseAPI {
 		if err := o.Node.Validate(); err != nil {
@@ -212,4 +228,11 @@ func (o *Options) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// chunkOptions are the bounds of the chunks scrapes are encoded and queued in:
+// the flag's data points, and one export request's bytes, so that the
+// exporter never has to split a chunk.
+func (o *Options) chunkOptions() promotlp.ChunkOptions {
+	return promotlp.ChunkOptions{MaxDataPoints: o.ChunkPoints, MaxBytes: o.OTLP.MaxBatchBytes}
 }

@@ -28,12 +28,18 @@ import (
 // ScopeName is the instrumentation scope of every exported metric.
 const ScopeName = "github.com/trellis-garden/trellis/otel-shoot-scraper"
 
-// maxBody bounds one scrape's response; larger bodies fail the scrape.
+// maxBody bounds one scrape's response; the part of a larger body beyond it is
+// not read and the scrape fails.
 const maxBody = 64 << 20
 
-// Sink receives the OTLP data of one scrape (the exporter's EnqueueEncoded): an
-// encoded MetricsData message holding dataPoints data points. The bytes belong to
-// the scraper and are reused by its next scrape: a Sink must copy what it keeps.
+// DefaultChunkDataPoints is the default of --queue.record-max-data-points: the
+// data points of one chunk a scrape is encoded and queued in.
+const DefaultChunkDataPoints = 2000
+
+// Sink receives the OTLP data of a scrape (the exporter's EnqueueEncoded), in
+// chunks: each an encoded MetricsData message holding dataPoints data points.
+// The bytes belong to the scraper and are reused for its next chunk: a Sink
+// must copy what it keeps.
 type Sink func(metricsData []byte, dataPoints int) error
 
 // scraper runs the scrape loop of one target.
@@ -54,8 +60,7 @@ type scraper struct {
 	parser    promtext.Parser
 	conv      *promotlp.Converter
 	convLimit int
-	body      []byte
-	format    promtext.Format
+	chunk     promotlp.ChunkOptions // bounds of the chunks a scrape is handed over in
 }
 
 func newScraper(t Target, rules func() *Rules, sink Sink, m *metrics, log *slog.Logger, attrs map[string]string) (*scraper, error) {
@@ -80,6 +85,7 @@ func newScraper(t Target, rules func() *Rules, sink Sink, m *metrics, log *slog.
 		client:   client,
 		resource: resource,
 		scope:    scope,
+		chunk:    promotlp.ChunkOptions{MaxDataPoints: DefaultChunkDataPoints},
 	}, nil
 }
 
@@ -162,19 +168,21 @@ func (s *scraper) run(ctx context.Context, offset time.Duration) {
 }
 
 // scrapeOnce scrapes, filters, converts and hands the result to the sink.
+// The response body is parsed as it arrives, through the parser's bounded
+// buffer, and the scrape is encoded and handed over in chunks of bounded
+// size: neither the body nor the whole OTLP request is ever held in memory.
 func (s *scraper) scrapeOnce(ctx context.Context, now time.Time) {
 	job := s.target.Job
-	err := s.fetch(ctx)
-	dur := time.Since(now)
-	s.m.scrapeDuration.WithLabelValues(job, s.target.instance()).Set(dur.Seconds())
+	ctx, cancel := context.WithTimeout(ctx, s.target.Timeout)
+	defer cancel()
+	resp, err := s.get(ctx)
 	if err != nil {
-		s.m.scrapes.WithLabelValues(job, "error").Inc()
-		s.m.up.WithLabelValues(job, s.target.instance()).Set(0)
-		if ctx.Err() == nil {
-			s.log.Warn("scrape failed", "err", err.Error(), "duration", dur.String())
-		}
+		dur := time.Since(now)
+		s.m.scrapeDuration.WithLabelValues(job, s.target.instance()).Set(dur.Seconds())
+		s.failed(ctx, err, dur)
 		return
 	}
+	defer resp.Body.Close()
 	jr := s.rules().Job(job)
 	if s.conv == nil || s.convLimit != jr.SeriesLimit() {
 		s.conv = promotlp.New(promotlp.Options{SeriesLimit: jr.SeriesLimit()})
@@ -183,7 +191,8 @@ func (s *scraper) scrapeOnce(ctx context.Context, now time.Time) {
 	s.conv.Begin(now)
 	consts := jr.ConstLabels()
 	scraped, kept := 0, 0
-	perr := s.parser.Parse(s.body, s.format, func(smp *promtext.Sample) error {
+	body := &limitedReader{r: resp.Body, n: maxBody}
+	perr := s.parser.ParseReader(body, promtext.FormatFromContentType(resp.Header.Get("Content-Type")), func(smp *promtext.Sample) error {
 		scraped++
 		if !jr.Keep(smp) {
 			return nil
@@ -192,8 +201,13 @@ func (s *scraper) scrapeOnce(ctx context.Context, now time.Time) {
 		s.conv.Add(smp, consts)
 		return nil
 	})
-	// One ResourceMetrics field is a whole MetricsData message.
-	out, stats := s.conv.FinishEncoded(s.out[:0], s.resource, s.scope)
+	dur := time.Since(now)
+	s.m.scrapeDuration.WithLabelValues(job, s.target.instance()).Set(dur.Seconds())
+	// What was parsed before an error is exported all the same; a cut-off
+	// scrape is partial: the series it did not reach are not forgotten.
+	chunk := s.chunk
+	chunk.Partial = perr != nil
+	out, stats, sinkErr := s.conv.FinishChunks(s.out, s.resource, s.scope, chunk, s.sink)
 	s.out = out
 	s.m.samplesScraped.WithLabelValues(job).Add(float64(scraped))
 	s.m.samplesKept.WithLabelValues(job).Add(float64(kept))
@@ -204,31 +218,41 @@ func (s *scraper) scrapeOnce(ctx context.Context, now time.Time) {
 		s.m.limitHit.WithLabelValues(job).Inc()
 		s.log.Warn("series limit reached", "limit", s.convLimit, "dropped", stats.DroppedOverLimit)
 	}
-	if perr != nil {
-		// What was parsed before the error is still exported; the rest is lost
-		// for this scrape and the scrape counts as failed.
+	var pe *promtext.ParseError
+	switch {
+	case perr == nil:
+		s.m.scrapes.WithLabelValues(job, "success").Inc()
+		s.m.up.WithLabelValues(job, s.target.instance()).Set(1)
+	case errors.As(perr, &pe):
+		// The rest of the payload is lost for this scrape and the scrape
+		// counts as failed.
 		s.m.scrapes.WithLabelValues(job, "parse_error").Inc()
 		s.m.up.WithLabelValues(job, s.target.instance()).Set(0)
 		s.log.Warn("scrape partly unparseable", "err", perr.Error())
-	} else {
-		s.m.scrapes.WithLabelValues(job, "success").Inc()
-		s.m.up.WithLabelValues(job, s.target.instance()).Set(1)
+	default:
+		s.failed(ctx, fmt.Errorf("reading the response: %w", perr), dur)
 	}
-	if stats.DataPoints == 0 {
-		return
-	}
-	if err := s.sink(out, stats.DataPoints); err != nil {
-		s.log.Error("cannot queue scraped data", "err", err.Error())
+	if sinkErr != nil {
+		s.log.Error("cannot queue scraped data", "err", sinkErr.Error())
 	}
 }
 
-// fetch GETs the target into s.body and sets s.format.
-func (s *scraper) fetch(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, s.target.Timeout)
-	defer cancel()
+// failed records a scrape that failed for another reason than a malformed
+// payload.
+func (s *scraper) failed(ctx context.Context, err error, dur time.Duration) {
+	s.m.scrapes.WithLabelValues(s.target.Job, "error").Inc()
+	s.m.up.WithLabelValues(s.target.Job, s.target.instance()).Set(0)
+	if ctx.Err() == nil || errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		s.log.Warn("scrape failed", "err", err.Error(), "duration", dur.String())
+	}
+}
+
+// get sends the scrape request and returns the response of a successful
+// one, whose body the caller reads and closes.
+func (s *scraper) get(ctx context.Context) (*http.Response, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.target.URL, nil)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	req.Header.Set("Accept", promtext.AcceptHeader)
 	req.Header.Set("User-Agent", "trellis-otel-shoot-scraper/"+version.Get().Version)
@@ -237,45 +261,45 @@ func (s *scraper) fetch(ctx context.Context) error {
 		// Read at every scrape: projected service account tokens rotate.
 		tok, err := os.ReadFile(s.target.BearerTokenFile)
 		if err != nil {
-			return fmt.Errorf("bearer token: %w", err)
+			return nil, fmt.Errorf("bearer token: %w", err)
 		}
 		req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(tok)))
 	}
 	resp, err := s.client.Do(req)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
-		return fmt.Errorf("HTTP %d", resp.StatusCode)
+		_ = resp.Body.Close()
+		return nil, fmt.Errorf("HTTP %d", resp.StatusCode)
 	}
-	buf := s.body[:0]
-	if n := resp.ContentLength; n > int64(cap(buf)) && n <= maxBody {
-		buf = make([]byte, 0, n+1) // +1: room to read the EOF without growing
+	return resp, nil
+}
+
+// errBodyTooLarge ends the read of a response larger than maxBody.
+var errBodyTooLarge = fmt.Errorf("response larger than %d bytes", maxBody)
+
+// limitedReader reads at most n bytes from r and then fails with
+// errBodyTooLarge if r has more.
+type limitedReader struct {
+	r io.Reader
+	n int64
+}
+
+func (l *limitedReader) Read(p []byte) (int, error) {
+	if l.n <= 0 {
+		var b [1]byte
+		n, err := l.r.Read(b[:])
+		if n > 0 {
+			return 0, errBodyTooLarge
+		}
+		return 0, err
 	}
-	for {
-		if len(buf) == cap(buf) {
-			buf = append(buf, 0)[:len(buf)]
-		}
-		n, err := resp.Body.Read(buf[len(buf):cap(buf)])
-		buf = buf[:len(buf)+n]
-		if len(buf) > maxBody {
-			return fmt.Errorf("response larger than %d bytes", maxBody)
-		}
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return err
-		}
+	if int64(len(p)) > l.n {
+		p = p[:l.n]
 	}
-	if cap(buf) != cap(s.body) && cap(buf)-len(buf) > len(buf)/16 {
-		// Grown by append: keep a buffer of the body's size (plus some room for
-		// the next scrape) rather than the growth's slack, for the target's life.
-		buf = append(make([]byte, 0, len(buf)+len(buf)/16+1), buf...)
-	}
-	s.body = buf
-	s.format = promtext.FormatFromContentType(resp.Header.Get("Content-Type"))
-	return nil
+	n, err := l.r.Read(p)
+	l.n -= int64(n)
+	return n, err
 }

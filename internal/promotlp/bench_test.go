@@ -193,3 +193,49 @@ func BenchmarkConvert30kMarshal(b *testing.B) {
 	b.ReportMetric(float64(size), "bytes/scrape")
 	reportCPU(b, cpuOK, cpu1-cpu0, float64(len(samples)))
 }
+
+// BenchmarkConvert30kChunks is BenchmarkConvert30k on the daemon's path:
+// each scrape finished with FinishChunks into a reused buffer (2000 data
+// points per chunk).
+func BenchmarkConvert30kChunks(b *testing.B) {
+	samples := cadvisorLike(500)
+	n := float64(len(samples))
+	var buf []byte
+	emit := func([]byte, int) error { return nil }
+	scrape := func(c *Converter, i int) Stats {
+		c.Begin(t0.Add(time.Duration(i) * 15 * time.Second))
+		ts := t0.UnixMilli() + int64(i)*15_000
+		for _, s := range samples {
+			s.Value = float64(i + 1)
+			s.TimestampMs = ts
+			c.Add(s, nil)
+		}
+		var st Stats
+		buf, st, _ = c.FinishChunks(buf, nil, nil, ChunkOptions{MaxDataPoints: 2000}, emit)
+		return st
+	}
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	c := New(Options{})
+	if st := scrape(c, 0); st.DataPoints != len(samples) {
+		b.Fatalf("%d points for %d samples: %+v", st.DataPoints, len(samples), st)
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	retained := float64(after.HeapAlloc-before.HeapAlloc) / n
+
+	b.ReportAllocs()
+	b.ResetTimer()
+	cpu0, cpuOK := cpuTime()
+	for i := range b.N {
+		if st := scrape(c, i+1); st.DataPoints != len(samples) || st.Resets != 0 {
+			b.Fatalf("scrape %d: %+v", i, st)
+		}
+	}
+	b.StopTimer()
+	cpu1, _ := cpuTime()
+	b.ReportMetric(retained, "retained-B/series")
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/(float64(b.N)*n), "ns/series")
+	reportCPU(b, cpuOK, cpu1-cpu0, n)
+}

@@ -34,12 +34,12 @@ func newArena(fams []*family) *arena {
 		case kindHistogram:
 			nHist += len(f.series)
 			for _, st := range f.series {
-				nCounts += len(st.buckets) + 1
+				nCounts += len(st.x.buckets) + 1
 			}
 		case kindSummary:
 			nSumm += len(f.series)
 			for _, st := range f.series {
-				nQuant += len(st.buckets)
+				nQuant += len(st.x.buckets)
 			}
 		}
 	}
@@ -116,7 +116,7 @@ func (c *Converter) numberPoints(f *family, a *arena) []*metricspb.NumberDataPoi
 		a.num, a.dbl = a.num[1:], a.dbl[1:]
 		v.AsDouble = st.value
 		dp.Value = v
-		dp.Attributes = st.attrs
+		dp.Attributes = decodeAttrs(st.enc)
 		dp.TimeUnixNano = st.timeNs
 		if f.kind == kindSum {
 			dp.StartTimeUnixNano = c.start(st, st.value)
@@ -145,21 +145,21 @@ func (c *Converter) histogramPoints(f *family, a *arena) []*metricspb.HistogramD
 			prev = cum
 		}
 		counts[len(finite)] = count - prev
-		if !boundsEqual(st.bounds, finite) {
-			st.bounds = make([]float64, len(finite))
+		if !boundsEqual(st.x.bounds, finite) {
+			st.x.bounds = make([]float64, len(finite))
 			for i, b := range finite {
-				st.bounds[i] = b.bound
+				st.x.bounds[i] = b.bound
 			}
 		}
 		dp := &a.hist[0]
 		a.hist = a.hist[1:]
-		dp.Attributes = st.attrs
+		dp.Attributes = decodeAttrs(st.enc)
 		dp.TimeUnixNano = st.timeNs
 		dp.Count = count
 		dp.BucketCounts = counts
-		dp.ExplicitBounds = st.bounds
+		dp.ExplicitBounds = st.x.bounds
 		if st.hasSum {
-			a.sums[0] = st.sum
+			a.sums[0] = st.x.sum
 			dp.Sum, a.sums = &a.sums[0], a.sums[1:]
 		}
 		dp.StartTimeUnixNano = c.start(st, float64(count))
@@ -176,10 +176,10 @@ func (st *series) checkHistogram() (count uint64, finite []bucket, ok bool) {
 	if st.bad || !st.hasCount {
 		return 0, nil, false
 	}
-	if count, ok = toCount(st.count); !ok {
+	if count, ok = toCount(st.x.count); !ok {
 		return 0, nil, false
 	}
-	b := sortBuckets(st.buckets)
+	b := sortBuckets(st.x.buckets)
 	var prev uint64
 	for i := range b {
 		if math.IsNaN(b[i].bound) || (i > 0 && b[i].bound == b[i-1].bound) {
@@ -213,10 +213,10 @@ func (c *Converter) summaryPoints(f *family, a *arena) []*metricspb.SummaryDataP
 			c.stats.DroppedInvalid++
 			continue
 		}
-		n := len(st.buckets)
+		n := len(st.x.buckets)
 		qs := a.quantPtr[:n:n]
 		a.quantPtr = a.quantPtr[n:]
-		for i, b := range st.buckets {
+		for i, b := range st.x.buckets {
 			q := &a.quant[i]
 			q.Quantile, q.Value = b.bound, b.value
 			qs[i] = q
@@ -224,10 +224,10 @@ func (c *Converter) summaryPoints(f *family, a *arena) []*metricspb.SummaryDataP
 		a.quant = a.quant[n:]
 		dp := &a.summ[0]
 		a.summ = a.summ[1:]
-		dp.Attributes = st.attrs
+		dp.Attributes = decodeAttrs(st.enc)
 		dp.TimeUnixNano = st.timeNs
 		dp.Count = count
-		dp.Sum = st.sum
+		dp.Sum = st.x.sum
 		if n > 0 {
 			dp.QuantileValues = qs
 		}
@@ -243,10 +243,10 @@ func (st *series) checkSummary() (count uint64, ok bool) {
 	if st.bad || !st.hasCount {
 		return 0, false
 	}
-	if count, ok = toCount(st.count); !ok {
+	if count, ok = toCount(st.x.count); !ok {
 		return 0, false
 	}
-	q := sortBuckets(st.buckets)
+	q := sortBuckets(st.x.buckets)
 	for i := range q {
 		if !(q[i].bound >= 0 && q[i].bound <= 1) || (i > 0 && q[i].bound == q[i-1].bound) {
 			return 0, false

@@ -66,14 +66,12 @@ type Converter struct {
 	nSeries    int                // series stored in the map
 	lastSeries *series
 
-	kvs      map[string]*sharedKV // interned attributes
 	typeMeta [promtext.TypeStateSet + 1][]*commonpb.KeyValue
 	metaEnc  [promtext.TypeStateSet + 1][]byte // typeMeta as encoded Metric fields
 	encs     map[string]*sharedEnc             // encoded attributes of series
 	encBuf   []byte
 
 	keyBuf []byte // identity of the current sample
-	kvBuf  []byte // interning key
 	names  []byte // scratch for exported_ names
 }
 
@@ -84,7 +82,6 @@ func New(o Options) *Converter {
 		seed:     maphash.MakeSeed(),
 		families: make(map[string]*family),
 		series:   make(map[uint64]*series),
-		kvs:      make(map[string]*sharedKV),
 		encs:     make(map[string]*sharedEnc),
 	}
 }
@@ -145,13 +142,16 @@ func (c *Converter) Add(s *promtext.Sample, extraLabels []promtext.Label) {
 // Series not seen in this scrape are forgotten.
 func (c *Converter) Finish() ([]*metricspb.Metric, Stats) {
 	out := c.build()
-	c.end()
+	c.end(false)
 	return out, c.stats
 }
 
-// end forgets what the scrape did not see and resets the per-scrape state.
-func (c *Converter) end() {
-	c.sweep()
+// end forgets what the scrape did not see, unless it was partial, and
+// resets the per-scrape state.
+func (c *Converter) end(partial bool) {
+	if !partial {
+		c.sweep()
+	}
 	clear(c.order) // do not keep forgotten families alive
 	c.order = c.order[:0]
 	c.lastFam, c.lastSeries = nil, nil

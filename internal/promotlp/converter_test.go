@@ -32,7 +32,7 @@ func run(t *testing.T, tc convCase) {
 	tw := newEncodedTwin(t, tc.opts, true)
 	for i, sc := range tc.scrapes {
 		c.Begin(at(i))
-		tw.c.Begin(at(i))
+		tw.begin(at(i))
 		for _, s := range sc.samples {
 			addBoth(c, tw, s, sc.extra)
 		}

@@ -69,27 +69,148 @@ const cumulative = 2
 // Appending several results to the same dst yields a MetricsData with one
 // ResourceMetrics per call.
 func (c *Converter) FinishEncoded(dst, resource, scope []byte) ([]byte, Stats) {
-	dst = c.encode(dst, resource, scope)
-	c.end()
+	c.sizeScrape()
+	if c.stats.DataPoints > 0 {
+		dst = c.appendChunk(dst, resource, scope, chunkPos{}, chunkPos{fam: len(c.order)})
+	}
+	c.end(false)
 	return dst, c.stats
 }
 
-// encode appends the scrape's ResourceMetrics field to dst. A first pass
-// validates the points, updates the start time and reset state exactly as
-// build does and computes every message size; the second writes the bytes,
-// so that every length is known when it is written and nothing is copied.
-func (c *Converter) encode(dst, resource, scope []byte) []byte {
-	metrics, points := 0, 0
+// ChunkOptions bound the chunks FinishChunks encodes a scrape into.
+type ChunkOptions struct {
+	// MaxDataPoints is the most data points in one chunk; 0 means no bound.
+	MaxDataPoints int
+	// MaxBytes bounds the size of one chunk; 0 means no bound. A chunk holds
+	// at least one data point, so a single larger data point makes a larger
+	// chunk.
+	MaxBytes int
+	// Partial says that the scrape ended early (the target's response was
+	// cut off or malformed): series it did not see are kept, with their
+	// start times, for the next scrape instead of being forgotten. A series
+	// is only forgotten when a complete scrape no longer has it.
+	Partial bool
+}
+
+// FinishChunks ends the scrape like FinishEncoded (same state transitions,
+// same Stats, same data points) but encodes it as a sequence of chunks of
+// bounded size: each chunk is a MetricsData message (one resource_metrics
+// field with resource, one ScopeMetrics with scope, and the metrics of a
+// run of data points, a metric split over consecutive chunks being repeated
+// in each with its part of the points), encoded into buf[:0] and handed to
+// emit with its data point count. emit must copy what it keeps: buf is
+// reused for the next chunk. An error from emit stops the encoding and is
+// returned; the scrape is finished all the same. FinishChunks returns buf,
+// grown to the largest chunk, for the next scrape.
+func (c *Converter) FinishChunks(buf, resource, scope []byte, o ChunkOptions, emit func(chunk []byte, dataPoints int) error) ([]byte, Stats, error) {
+	c.sizeScrape()
+	var err error
+	overhead := fieldSize(fieldSize(fieldSize(0)+fieldSize(len(scope))) + fieldSize(len(resource)))
+	for from, points := (chunkPos{}), c.stats.DataPoints; points > 0 && err == nil; {
+		to, n := c.chunkEnd(from, o, overhead)
+		buf = c.appendChunk(buf[:0], resource, scope, from, to)
+		err = emit(buf, n)
+		from, points = to, points-n
+	}
+	c.end(o.Partial)
+	return buf, c.stats, err
+}
+
+// chunkPos is a position in the scrape's data points: series ser of family
+// c.order[fam].
+type chunkPos struct{ fam, ser int }
+
+// sizeScrape is the first pass of the encoding: it validates the points,
+// updates the start time and reset state exactly as build does and
+// computes the size of every point (sizeFamily).
+func (c *Converter) sizeScrape() {
 	for _, f := range c.order {
 		c.sizeFamily(f)
-		if f.encPoints > 0 {
-			points += f.encPoints
-			metrics += fieldSize(c.metricSize(f))
+		c.stats.DataPoints += f.encPoints
+	}
+}
+
+// chunkEnd returns where the chunk starting at from ends under o, and its
+// data points (at least one, if any remain). The byte count is an upper
+// bound: every length prefix is counted at its largest.
+func (c *Converter) chunkEnd(from chunkPos, o ChunkOptions, overhead int) (chunkPos, int) {
+	const maxLenPrefix = 1 + binaryMaxVarintLen32
+	points, size := 0, overhead
+	pos := from
+	for ; pos.fam < len(c.order); pos.fam, pos.ser = pos.fam+1, 0 {
+		f := c.order[pos.fam]
+		if f.encPoints == 0 {
+			continue
+		}
+		metric := 2*maxLenPrefix + stringSize(f.name) + stringSize(f.help) + stringSize(f.unit) + len(c.encodedMeta(f)) + 4
+		first := true
+		for ; pos.ser < len(f.series); pos.ser++ {
+			st := f.series[pos.ser]
+			if !st.encOK {
+				continue
+			}
+			add := fieldSize(int(st.encSize))
+			if first {
+				add += metric
+			}
+			if points > 0 && (o.MaxDataPoints > 0 && points >= o.MaxDataPoints || o.MaxBytes > 0 && size+add > o.MaxBytes) {
+				return pos, points
+			}
+			points, size, first = points+1, size+add, false
 		}
 	}
-	c.stats.DataPoints += points
-	if points == 0 {
-		return dst
+	return pos, points
+}
+
+// binaryMaxVarintLen32 is the longest varint of a message length (messages
+// are below 2 GiB).
+const binaryMaxVarintLen32 = 5
+
+// familyRange returns the series of family i within the chunk [from, to),
+// or nil.
+func (c *Converter) familyRange(i int, from, to chunkPos) []*series {
+	f := c.order[i]
+	lo, hi := 0, len(f.series)
+	if i == from.fam {
+		lo = from.ser
+	}
+	if i == to.fam {
+		hi = to.ser
+	}
+	if lo >= hi || f.encPoints == 0 {
+		return nil
+	}
+	return f.series[lo:hi]
+}
+
+// rangeData returns the data points of sers (of family f) that are encoded,
+// and the size of the data message (Gauge, Sum, ...) holding them.
+func rangeData(f *family, sers []*series) (points, size int) {
+	for _, st := range sers {
+		if st.encOK {
+			points++
+			size += fieldSize(int(st.encSize))
+		}
+	}
+	switch f.kind {
+	case kindSum:
+		size += 4 // aggregation_temporality, is_monotonic
+	case kindHistogram:
+		size += 2 // aggregation_temporality
+	}
+	return points, size
+}
+
+// appendChunk appends one resource_metrics field holding the data points
+// in [from, to) (after sizeScrape; there must be at least one).
+func (c *Converter) appendChunk(dst, resource, scope []byte, from, to chunkPos) []byte {
+	last := min(to.fam, len(c.order)-1)
+	metrics := 0
+	for i := from.fam; i <= last; i++ {
+		sers := c.familyRange(i, from, to)
+		if n, data := rangeData(c.order[i], sers); n > 0 {
+			metrics += fieldSize(c.metricSize(c.order[i], data))
+		}
 	}
 	sm := metrics
 	if scope != nil {
@@ -110,9 +231,10 @@ func (c *Converter) encode(dst, resource, scope []byte) []byte {
 		dst = appendLen(dst, fieldScopeMetricsScope, len(scope))
 		dst = append(dst, scope...)
 	}
-	for _, f := range c.order {
-		if f.encPoints > 0 {
-			dst = c.appendMetric(dst, f)
+	for i := from.fam; i <= last; i++ {
+		sers := c.familyRange(i, from, to)
+		if n, data := rangeData(c.order[i], sers); n > 0 {
+			dst = c.appendMetric(dst, c.order[i], sers, data)
 		}
 	}
 	return dst
@@ -189,51 +311,6 @@ func appendKeyValues(b []byte, num protowire.Number, kvs []*commonpb.KeyValue) [
 	return b
 }
 
-// sharedEnc is the interned encoding of a series' attributes and the number
-// of series using it.
-type sharedEnc struct {
-	b    string
-	refs int
-}
-
-// encodedAttrs returns the attributes of st as encoded data point fields.
-// They are encoded when the series is first encoded and interned: the series
-// of a target's families often share their labels.
-func (c *Converter) encodedAttrs(st *series) string {
-	if st.enc == "" && len(st.attrs) > 0 {
-		num := protowire.Number(fieldNumberAttrs)
-		switch st.kind {
-		case kindHistogram:
-			num = fieldHistAttrs
-		case kindSummary:
-			num = fieldSummAttrs
-		}
-		b := appendKeyValues(c.encBuf[:0], num, st.attrs)
-		c.encBuf = b
-		e := c.encs[string(b)]
-		if e == nil {
-			e = &sharedEnc{b: string(b)}
-			c.encs[e.b] = e
-		}
-		e.refs++
-		st.enc = e.b
-	}
-	return st.enc
-}
-
-// releaseEnc drops a series' reference to its encoded attributes.
-func (c *Converter) releaseEnc(st *series) {
-	if st.enc == "" {
-		return
-	}
-	if e := c.encs[st.enc]; e != nil {
-		if e.refs--; e.refs <= 0 {
-			delete(c.encs, st.enc)
-		}
-	}
-	st.enc = ""
-}
-
 // encodedMeta returns the metadata of f as encoded Metric fields.
 func (c *Converter) encodedMeta(f *family) []byte {
 	if int(f.typ) >= len(c.metaEnc) {
@@ -249,7 +326,7 @@ func (c *Converter) encodedMeta(f *family) []byte {
 // (counting invalid ones), computes its start time (updating the reset
 // state), and records the sizes of the points and of the data message.
 func (c *Converter) sizeFamily(f *family) {
-	f.encPoints, f.encData = 0, 0
+	f.encPoints = 0
 	for _, st := range f.series {
 		st.encOK = false
 		var size int
@@ -270,13 +347,13 @@ func (c *Converter) sizeFamily(f *family) {
 				c.stats.DroppedInvalid++
 				continue
 			}
-			if !boundsEqual(st.bounds, finite) {
-				st.bounds = make([]float64, len(finite))
+			if !boundsEqual(st.x.bounds, finite) {
+				st.x.bounds = make([]float64, len(finite))
 				for i, b := range finite {
-					st.bounds[i] = b.bound
+					st.x.bounds[i] = b.bound
 				}
 			}
-			st.encCount, st.encFinite = count, len(finite)
+			st.x.encCount, st.x.encFinite = count, len(finite)
 			st.encStart = c.start(st, float64(count))
 			size = fixedSize(st.encStart) + fixedSize(st.timeNs) + fixedSize(count) + packedSize(len(finite)+1)
 			if st.hasSum {
@@ -291,37 +368,31 @@ func (c *Converter) sizeFamily(f *family) {
 				c.stats.DroppedInvalid++
 				continue
 			}
-			st.encCount = count
+			st.x.encCount = count
 			st.encStart = c.start(st, float64(count))
-			size = fixedSize(st.encStart) + fixedSize(st.timeNs) + fixedSize(count) + doubleSize(st.sum)
-			for _, q := range st.buckets {
+			size = fixedSize(st.encStart) + fixedSize(st.timeNs) + fixedSize(count) + doubleSize(st.x.sum)
+			for _, q := range st.x.buckets {
 				size += fieldSize(doubleSize(q.bound) + doubleSize(q.value))
 			}
 		default:
 			continue
 		}
-		size += len(c.encodedAttrs(st))
-		st.encOK, st.encSize = true, size
+		size += len(st.enc)
+		st.encOK, st.encSize = true, int32(size)
 		f.encPoints++
-		f.encData += fieldSize(size)
-	}
-	switch f.kind {
-	case kindSum:
-		f.encData += 4 // aggregation_temporality, is_monotonic
-	case kindHistogram:
-		f.encData += 2 // aggregation_temporality
 	}
 }
 
-// metricSize is the size of the Metric message of family f (after
-// sizeFamily).
-func (c *Converter) metricSize(f *family) int {
-	return stringSize(f.name) + stringSize(f.help) + stringSize(f.unit) + fieldSize(f.encData) + len(c.encodedMeta(f))
+// metricSize is the size of the Metric message of family f whose data
+// message (Gauge, Sum, ...) has size data.
+func (c *Converter) metricSize(f *family, data int) int {
+	return stringSize(f.name) + stringSize(f.help) + stringSize(f.unit) + fieldSize(data) + len(c.encodedMeta(f))
 }
 
-// appendMetric appends the metrics field of family f (after sizeFamily).
-func (c *Converter) appendMetric(b []byte, f *family) []byte {
-	b = appendLen(b, fieldScopeMetricsMetrics, c.metricSize(f))
+// appendMetric appends the metrics field of family f holding the points of
+// sers, whose data message has size data (after sizeFamily).
+func (c *Converter) appendMetric(b []byte, f *family, sers []*series, data int) []byte {
+	b = appendLen(b, fieldScopeMetricsMetrics, c.metricSize(f, data))
 	b = appendString(b, fieldMetricName, f.name)
 	b = appendString(b, fieldMetricDescription, f.help)
 	b = appendString(b, fieldMetricUnit, f.unit)
@@ -338,28 +409,28 @@ func (c *Converter) appendMetric(b []byte, f *family) []byte {
 	case kindSummary:
 		num = fieldMetricSummary
 	}
-	b = appendLen(b, num, f.encData)
-	for _, st := range f.series {
+	b = appendLen(b, num, data)
+	for _, st := range sers {
 		if !st.encOK {
 			continue
 		}
-		b = appendLen(b, fieldDataPoints, st.encSize)
+		b = appendLen(b, fieldDataPoints, int(st.encSize))
 		b = appendFixed64(b, fieldPointStart, st.encStart)
 		b = appendFixed64(b, fieldPointTime, st.timeNs)
 		switch f.kind {
 		case kindGauge, kindSum:
 			// Attributes (7) before the value oneof (4), as proto.Marshal.
-			b = append(b, c.encodedAttrs(st)...)
+			b = append(b, st.enc...)
 			b = protowire.AppendTag(b, fieldNumberAsDouble, protowire.Fixed64Type)
 			b = protowire.AppendFixed64(b, math.Float64bits(st.value))
 			continue
 		case kindHistogram:
-			b = appendFixed64(b, fieldPointCount, st.encCount)
+			b = appendFixed64(b, fieldPointCount, st.x.encCount)
 			if st.hasSum {
 				b = protowire.AppendTag(b, fieldPointSum, protowire.Fixed64Type)
-				b = protowire.AppendFixed64(b, math.Float64bits(st.sum))
+				b = protowire.AppendFixed64(b, math.Float64bits(st.x.sum))
 			}
-			finite := st.buckets[:st.encFinite]
+			finite := st.x.buckets[:st.x.encFinite]
 			b = appendLen(b, fieldHistCounts, 8*(len(finite)+1))
 			var prev uint64
 			for _, bk := range finite {
@@ -367,7 +438,7 @@ func (c *Converter) appendMetric(b []byte, f *family) []byte {
 				b = protowire.AppendFixed64(b, cum-prev)
 				prev = cum
 			}
-			b = protowire.AppendFixed64(b, st.encCount-prev)
+			b = protowire.AppendFixed64(b, st.x.encCount-prev)
 			if len(finite) > 0 {
 				b = appendLen(b, fieldHistBounds, 8*len(finite))
 				for _, bk := range finite {
@@ -375,15 +446,15 @@ func (c *Converter) appendMetric(b []byte, f *family) []byte {
 				}
 			}
 		case kindSummary:
-			b = appendFixed64(b, fieldPointCount, st.encCount)
-			b = appendDouble(b, fieldPointSum, st.sum)
-			for _, q := range st.buckets {
+			b = appendFixed64(b, fieldPointCount, st.x.encCount)
+			b = appendDouble(b, fieldPointSum, st.x.sum)
+			for _, q := range st.x.buckets {
 				b = appendLen(b, fieldSummQuantiles, doubleSize(q.bound)+doubleSize(q.value))
 				b = appendDouble(b, fieldQuantile, q.bound)
 				b = appendDouble(b, fieldQuantileValue, q.value)
 			}
 		}
-		b = append(b, c.encodedAttrs(st)...)
+		b = append(b, st.enc...)
 	}
 	switch f.kind {
 	case kindSum:

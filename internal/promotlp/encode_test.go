@@ -3,6 +3,7 @@ package promotlp
 import (
 	"bytes"
 	"testing"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 
@@ -22,7 +23,9 @@ var (
 // and finished with FinishEncoded, into a buffer reused across scrapes.
 type encodedTwin struct {
 	c        *Converter
+	chunked  *Converter // a third one, finished with FinishChunks
 	buf      []byte
+	chunkBuf []byte
 	resource []byte
 	scope    []byte
 	res      *resourcepb.Resource
@@ -32,7 +35,7 @@ type encodedTwin struct {
 // newEncodedTwin returns a twin; withMessages false leaves out the resource
 // and scope fields.
 func newEncodedTwin(t testing.TB, o Options, withMessages bool) *encodedTwin {
-	tw := &encodedTwin{c: New(o)}
+	tw := &encodedTwin{c: New(o), chunked: New(o)}
 	if withMessages {
 		var err error
 		if tw.resource, err = proto.Marshal(testResource); err != nil {
@@ -83,6 +86,95 @@ func (tw *encodedTwin) check(t testing.TB, step int, ms []*metricspb.Metric, sta
 	if !bytes.Equal(out[len(prefix):], wantBytes) {
 		t.Fatalf("scrape %d: FinishEncoded bytes differ from proto.Marshal\ngot  %x\nwant %x", step, out[len(prefix):], wantBytes)
 	}
+	tw.checkChunks(t, step, want, stats)
+}
+
+// chunkLimits are the ChunkOptions the chunked twin cycles through.
+var chunkLimits = []ChunkOptions{{MaxDataPoints: 1}, {MaxDataPoints: 2}, {MaxBytes: 1}, {MaxBytes: 300}, {MaxDataPoints: 3, MaxBytes: 500}, {}}
+
+// checkChunks finishes the chunked twin's scrape and checks that each chunk
+// is a MetricsData within the limits and that together they hold want's
+// data points in order, with the same stats.
+func (tw *encodedTwin) checkChunks(t testing.TB, step int, want *metricspb.MetricsData, stats Stats) {
+	t.Helper()
+	o := chunkLimits[step%len(chunkLimits)]
+	merged := &metricspb.MetricsData{}
+	points := 0
+	buf, cstats, err := tw.chunked.FinishChunks(tw.chunkBuf, tw.resource, tw.scope, o, func(chunk []byte, n int) error {
+		if n <= 0 || o.MaxDataPoints > 0 && n > o.MaxDataPoints || o.MaxBytes > 0 && n > 1 && len(chunk) > o.MaxBytes {
+			t.Fatalf("scrape %d: chunk of %d points, %d bytes: limits %+v", step, n, len(chunk), o)
+		}
+		md := &metricspb.MetricsData{}
+		if err := proto.Unmarshal(chunk, md); err != nil {
+			t.Fatalf("scrape %d: chunk does not unmarshal: %v", step, err)
+		}
+		if got := countDataPoints(md); got != n {
+			t.Fatalf("scrape %d: chunk holds %d data points, emit says %d", step, got, n)
+		}
+		points += n
+		merged.ResourceMetrics = append(merged.ResourceMetrics, md.ResourceMetrics...)
+		return nil
+	})
+	tw.chunkBuf = buf
+	if err != nil || cstats != stats || points != stats.DataPoints {
+		t.Fatalf("scrape %d: FinishChunks = %v, stats %+v (%d points), Finish stats %+v", step, err, cstats, points, stats)
+	}
+	if got := joinChunks(merged); !proto.Equal(got, want) {
+		t.Fatalf("scrape %d: chunks (%+v) differ from Finish\ngot:\n%v\nwant:\n%v", step, o, got, want)
+	}
+}
+
+// countDataPoints counts the data points of md.
+func countDataPoints(md *metricspb.MetricsData) int {
+	n := 0
+	for _, rm := range md.ResourceMetrics {
+		for _, sm := range rm.ScopeMetrics {
+			for _, m := range sm.Metrics {
+				switch d := m.Data.(type) {
+				case *metricspb.Metric_Gauge:
+					n += len(d.Gauge.DataPoints)
+				case *metricspb.Metric_Sum:
+					n += len(d.Sum.DataPoints)
+				case *metricspb.Metric_Histogram:
+					n += len(d.Histogram.DataPoints)
+				case *metricspb.Metric_Summary:
+					n += len(d.Summary.DataPoints)
+				}
+			}
+		}
+	}
+	return n
+}
+
+// joinChunks undoes the chunking: one ResourceMetrics, and a metric split
+// over consecutive chunks joined into one.
+func joinChunks(md *metricspb.MetricsData) *metricspb.MetricsData {
+	if len(md.ResourceMetrics) == 0 {
+		return md
+	}
+	out := &metricspb.ResourceMetrics{Resource: md.ResourceMetrics[0].Resource}
+	sm := &metricspb.ScopeMetrics{Scope: md.ResourceMetrics[0].ScopeMetrics[0].Scope}
+	out.ScopeMetrics = []*metricspb.ScopeMetrics{sm}
+	for _, rm := range md.ResourceMetrics {
+		for _, m := range rm.ScopeMetrics[0].Metrics {
+			n := len(sm.Metrics)
+			if n == 0 || sm.Metrics[n-1].Name != m.Name {
+				sm.Metrics = append(sm.Metrics, m)
+				continue
+			}
+			switch d := sm.Metrics[n-1].Data.(type) {
+			case *metricspb.Metric_Gauge:
+				d.Gauge.DataPoints = append(d.Gauge.DataPoints, m.GetGauge().GetDataPoints()...)
+			case *metricspb.Metric_Sum:
+				d.Sum.DataPoints = append(d.Sum.DataPoints, m.GetSum().GetDataPoints()...)
+			case *metricspb.Metric_Histogram:
+				d.Histogram.DataPoints = append(d.Histogram.DataPoints, m.GetHistogram().GetDataPoints()...)
+			case *metricspb.Metric_Summary:
+				d.Summary.DataPoints = append(d.Summary.DataPoints, m.GetSummary().GetDataPoints()...)
+			}
+		}
+	}
+	return &metricspb.MetricsData{ResourceMetrics: []*metricspb.ResourceMetrics{out}}
 }
 
 // TestFinishEncodedAllocs checks that the steady state of a scrape finished
@@ -136,6 +228,13 @@ func TestFinishEncodedTwoResources(t *testing.T) {
 func addBoth(c *Converter, tw *encodedTwin, s *promtext.Sample, extra []promtext.Label) {
 	c.Add(s, extra)
 	tw.c.Add(s, extra)
+	tw.chunked.Add(s, extra)
+}
+
+// begin begins a scrape on the twin's converters.
+func (tw *encodedTwin) begin(t time.Time) {
+	tw.c.Begin(t)
+	tw.chunked.Begin(t)
 }
 
 // TestEncodedAttributesAreSharedAndReleased checks that series with the same
@@ -162,5 +261,86 @@ func TestEncodedAttributesAreSharedAndReleased(t *testing.T) {
 	c.FinishEncoded(nil, nil, nil)
 	if got := len(c.encs); got != 0 {
 		t.Fatalf("%d encoded attribute sets after forgetting every series, want 0", got)
+	}
+}
+
+// TestFinishChunksAllocs checks that the steady state of a scrape finished
+// with FinishChunks does not allocate.
+func TestFinishChunksAllocs(t *testing.T) {
+	samples := cadvisorLike(20)
+	samples = append(samples, h("lat", []string{"0.1", "1", "+Inf"}, []float64{1, 2, 3}, 4, 3, "k", "v")...)
+	tw := newEncodedTwin(t, Options{}, true)
+	i := 0
+	emit := func([]byte, int) error { return nil }
+	scrape := func() {
+		tw.chunked.Begin(at(i))
+		for _, s := range samples {
+			tw.chunked.Add(s, nil)
+		}
+		tw.chunkBuf, _, _ = tw.chunked.FinishChunks(tw.chunkBuf, tw.resource, tw.scope, ChunkOptions{MaxDataPoints: 7}, emit)
+		i++
+	}
+	scrape()
+	scrape()
+	if n := testing.AllocsPerRun(10, scrape); n != 0 {
+		t.Errorf("%v allocations per steady-state scrape, want 0", n)
+	}
+}
+
+// TestFinishChunksEmitError checks that an error from emit stops the
+// chunks, is returned, and leaves the converter finished.
+func TestFinishChunksEmitError(t *testing.T) {
+	c := New(Options{})
+	c.Begin(at(0))
+	for _, s := range cadvisorLike(5) {
+		c.Add(s, nil)
+	}
+	calls := 0
+	stop := errTest("disk full")
+	_, stats, err := c.FinishChunks(nil, nil, nil, ChunkOptions{MaxDataPoints: 2}, func([]byte, int) error {
+		calls++
+		return stop
+	})
+	if err != stop || calls != 1 || stats.DataPoints == 0 {
+		t.Fatalf("FinishChunks = %v after %d calls, stats %+v", err, calls, stats)
+	}
+	c.Begin(at(1))
+	if _, stats := c.FinishEncoded(nil, nil, nil); stats.DataPoints != 0 {
+		t.Fatalf("next scrape: %+v", stats)
+	}
+}
+
+type errTest string
+
+func (e errTest) Error() string { return string(e) }
+
+// TestFinishChunksPartial checks that a partial scrape keeps the series it
+// did not see, with their start times, and that a complete one forgets them.
+func TestFinishChunksPartial(t *testing.T) {
+	c := New(Options{})
+	emit := func([]byte, int) error { return nil }
+	scrape := func(i int, partial bool, names ...string) {
+		c.Begin(at(i))
+		for _, n := range names {
+			c.Add(smp(n, counter, none, float64(10+i), "k", "v"), nil)
+		}
+		if _, _, err := c.FinishChunks(nil, nil, nil, ChunkOptions{Partial: partial}, emit); err != nil {
+			t.Fatal(err)
+		}
+	}
+	startOf := func(i int, name string) uint64 {
+		c.Begin(at(i))
+		c.Add(smp(name, counter, none, float64(10+i), "k", "v"), nil)
+		ms, _ := c.Finish()
+		return ms[0].GetSum().GetDataPoints()[0].StartTimeUnixNano
+	}
+	scrape(0, false, "a_total", "b_total")
+	scrape(1, true, "a_total") // cut off before b_total
+	if got := startOf(2, "b_total"); got != ns(0) {
+		t.Fatalf("b_total after a partial scrape: start %d, want the first observation %d", got, ns(0))
+	}
+	// Scrape 2 was complete and had only b_total: a_total is forgotten.
+	if got := startOf(3, "a_total"); got != ns(3) {
+		t.Fatalf("a_total after a complete scrape without it: start %d, want %d", got, ns(3))
 	}
 }

@@ -136,9 +136,8 @@ type family struct {
 	prev    []*series            // series of the previous scrape, in order
 	cursor  int                  // index in prev of the series expected next
 
-	// FinishEncoded: this scrape's data points and data message size.
+	// FinishEncoded: this scrape's data points.
 	encPoints int
-	encData   int
 }
 
 // family returns the family of s named name, creating it on first use. It

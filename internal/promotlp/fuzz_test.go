@@ -56,7 +56,7 @@ func FuzzConverter(f *testing.F) {
 		tw := newEncodedTwin(t, Options{SeriesLimit: limit}, len(data)%2 == 0)
 		scrape := 0
 		c.Begin(at(0))
-		tw.c.Begin(at(0))
+		tw.begin(at(0))
 		var name, fam []byte
 		var labels []promtext.Label
 		for !r.done() {
@@ -65,7 +65,7 @@ func FuzzConverter(f *testing.F) {
 				checkScrape(t, c, tw, scrape, limit)
 				scrape++
 				c.Begin(at(scrape))
-				tw.c.Begin(at(scrape))
+				tw.begin(at(scrape))
 				continue
 			}
 			// Build the sample in reused buffers, as the parser does.

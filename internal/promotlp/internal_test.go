@@ -7,7 +7,6 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
-	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 	metricspb "go.opentelemetry.io/proto/otlp/metrics/v1"
 
 	"github.com/trellis-garden/trellis/internal/promtext"
@@ -29,11 +28,11 @@ func TestHashCollision(t *testing.T) {
 	f := c.families["c_total"]
 	hb := c.identity(f, ls("s", "b"), nil)
 	var a *series
-	for _, st := range c.series {
+	for h, st := range c.series {
 		a = st
+		delete(c.series, h)
 	}
-	delete(c.series, a.hash)
-	a.hash, c.series[hb] = hb, a
+	c.series[hb] = a
 
 	// b must not be taken for a (which started at scrape 0).
 	c.Begin(at(1))
@@ -107,40 +106,34 @@ func TestInvalidUTF8(t *testing.T) {
 
 	// Names that differ only in invalid bytes would become one key.
 	got, stats := scrapeOnce(c, 2, smp("g", gauge, none, 1, "k\xfe", "1", "k\xff", "2"))
-	if len(got) != 0 || stats.DroppedInvalid != 1 || len(c.kvs) != 0 {
-		t.Fatalf("got %d metrics, stats %+v, %d interned attributes", len(got), stats, len(c.kvs))
+	if len(got) != 0 || stats.DroppedInvalid != 1 || len(c.encs) != 0 {
+		t.Fatalf("got %d metrics, stats %+v, %d interned attribute sets", len(got), stats, len(c.encs))
 	}
 }
 
 func TestAttributesAreSharedAndReleased(t *testing.T) {
 	c := New(Options{})
-	got, _ := scrapeOnce(c, 0,
+	scrapeOnce(c, 0,
 		smp("a_total", counter, none, 1, "ns", "kube-system", "pod", "p1"),
 		smp("b", gauge, none, 1, "ns", "kube-system", "pod", "p1"),
 		smp("b", gauge, none, 1, "ns", "kube-system", "pod", "p2"),
 	)
-	ptr := func(m int, dp int, a int) *commonpb.KeyValue {
-		switch d := got[m].Data.(type) {
-		case *metricspb.Metric_Sum:
-			return d.Sum.DataPoints[dp].Attributes[a]
-		case *metricspb.Metric_Gauge:
-			return d.Gauge.DataPoints[dp].Attributes[a]
-		}
-		return nil
-	}
-	if ptr(0, 0, 0) != ptr(1, 0, 0) || ptr(1, 0, 0) != ptr(1, 1, 0) || ptr(0, 0, 1) != ptr(1, 0, 1) {
-		t.Error("equal attributes are not shared")
-	}
-	if len(c.kvs) != 3 {
-		t.Errorf("%d interned attributes, want 3", len(c.kvs))
+	// a_total and b{p1} share their encoded attributes.
+	if len(c.encs) != 2 {
+		t.Errorf("%d interned attribute sets, want 2", len(c.encs))
 	}
 	scrapeOnce(c, 1, smp("b", gauge, none, 1, "ns", "kube-system", "pod", "p2"))
-	if len(c.kvs) != 2 || c.kvs[string(internKey(nil, "ns", "kube-system"))].refs != 1 {
-		t.Errorf("after p1 left: %d interned attributes, want 2 with ns referenced once", len(c.kvs))
+	if len(c.encs) != 1 {
+		t.Errorf("after p1 left: %d interned attribute sets, want 1", len(c.encs))
+	}
+	for _, e := range c.encs {
+		if e.refs != 1 {
+			t.Errorf("p2's attributes referenced %d times, want 1", e.refs)
+		}
 	}
 	scrapeOnce(c, 2)
-	if len(c.kvs) != 0 || len(c.series) != 0 || len(c.families) != 0 || c.nSeries != 0 {
-		t.Errorf("empty scrape left %d attributes, %d series, %d families", len(c.kvs), len(c.series), len(c.families))
+	if len(c.encs) != 0 || len(c.series) != 0 || len(c.families) != 0 || c.nSeries != 0 {
+		t.Errorf("empty scrape left %d attribute sets, %d series, %d families", len(c.encs), len(c.series), len(c.families))
 	}
 }
 

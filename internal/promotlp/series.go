@@ -8,41 +8,36 @@ import (
 	"unsafe"
 
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
+	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/trellis-garden/trellis/internal/promtext"
 )
 
-// series is the state of one series (one data point per scrape).
+// series is the state of one series (one data point per scrape). It is kept
+// small: a target can have tens of thousands. What only histograms and
+// summaries (and series with a raw identity) need is in x.
 type series struct {
-	hash  uint64
-	next  *series // next series with the same hash
-	fam   *family
-	attrs []*commonpb.KeyValue // interned, read-only, shared with the output
-	raw   []byte               // identity bytes, only when attrs is no plain image of the labels
-	seen  uint64               // last scrape generation that accepted the series
-	pos   int                  // index in fam.series of that scrape
+	next *series // next series with the same identity hash
+	fam  *family
+	x    *seriesExt // histograms, summaries, raw identities; nil for others
+	seen uint64     // last scrape generation that accepted the series
 
 	// Kept across scrapes.
 	startNs uint64
-	last    float64   // last counter value or histogram/summary count
-	bounds  []float64 // last explicit bounds, read-only, shared with the output
+	last    float64 // last counter value or histogram/summary count
 
 	// This scrape.
 	timeNs  uint64
 	value   float64
-	count   float64
-	sum     float64
 	created float64
-	buckets []bucket // histogram buckets or summary quantiles
 
-	// FinishEncoded: the attributes as encoded data point fields (built when
-	// the series is first encoded, kept for its lifetime) and what the sizing
-	// pass found for this scrape's point.
-	enc       string // interned in Converter.encs (series with the same labels share it)
-	encStart  uint64
-	encCount  uint64
-	encFinite int // histogram: finite buckets (sorted, at the start of buckets)
-	encSize   int // size of the data point message
+	// The attributes, encoded as the data point fields they become; interned
+	// in Converter.encs (series with the same labels share them). And what
+	// the sizing pass of FinishEncoded found for this scrape's point.
+	enc      string
+	encStart uint64
+	encSize  int32 // size of the data point message (data points are far below 2 GiB)
+	pos      int32 // index in fam.series of the scrape that last accepted the series
 
 	// Small fields together, to keep the struct small: kind; kept across
 	// scrapes: started, hasLast; this scrape: hasValue to bad; FinishEncoded:
@@ -56,6 +51,31 @@ type series struct {
 	hasCreated bool
 	bad        bool
 	encOK      bool
+}
+
+// seriesExt is the part of a series' state that only histograms and
+// summaries use, and the raw identity of the rare series that need one.
+type seriesExt struct {
+	raw    []byte    // identity bytes, only when attrs is no plain image of the labels
+	bounds []float64 // last explicit bounds, read-only, shared with the output
+
+	// This scrape.
+	count   float64
+	sum     float64
+	buckets []bucket // histogram buckets or summary quantiles
+
+	// FinishEncoded.
+	encCount  uint64
+	encFinite int // histogram: finite buckets (sorted, at the start of buckets)
+}
+
+// rawKey returns the raw identity of a series whose attributes are no plain
+// image of its labels, nil for the others.
+func (st *series) rawKey() []byte {
+	if st.x == nil {
+		return nil
+	}
+	return st.x.raw
 }
 
 // bucket is one le bucket (cumulative count) or one quantile.
@@ -85,14 +105,14 @@ func skipLabel(k kind, l *promtext.Label) bool {
 func (c *Converter) lookup(f *family, labels, extra []promtext.Label) *series {
 	// Histogram and summary samples come in runs of the same series.
 	if last := c.lastSeries; last != nil && last.fam == f && last.seen == c.gen && f.kind >= kindHistogram &&
-		last.raw == nil && last.matchAttrs(labels, extra) {
+		last.rawKey() == nil && last.matchAttrs(labels, extra) {
 		return last
 	}
 	// Exposition order rarely changes between scrapes: try the series that
 	// came next in the previous scrape before hashing.
 	var st *series
 	if f.cursor < len(f.prev) {
-		if p := f.prev[f.cursor]; p.seen != c.gen && p.kind == f.kind && p.raw == nil && p.matchAttrs(labels, extra) {
+		if p := f.prev[f.cursor]; p.seen != c.gen && p.kind == f.kind && p.rawKey() == nil && p.matchAttrs(labels, extra) {
 			st = p
 		}
 	}
@@ -120,7 +140,7 @@ func (c *Converter) lookup(f *family, labels, extra []promtext.Label) *series {
 			return nil
 		}
 	} else {
-		f.cursor = st.pos + 1 // resynchronise the prediction
+		f.cursor = int(st.pos) + 1 // resynchronise the prediction
 	}
 	st.accept(c.gen, len(f.series))
 	f.series = append(f.series, st)
@@ -157,8 +177,8 @@ func appendLP(b []byte, s string) []byte {
 
 // matches tells whether st is the series with identity key and these labels.
 func (st *series) matches(key []byte, labels, extra []promtext.Label) bool {
-	if st.raw != nil {
-		return bytes.Equal(st.raw, key)
+	if raw := st.rawKey(); raw != nil {
+		return bytes.Equal(raw, key)
 	}
 	return st.matchAttrs(labels, extra)
 }
@@ -166,33 +186,79 @@ func (st *series) matches(key []byte, labels, extra []promtext.Label) bool {
 // matchAttrs compares the identifying labels with the attributes of a
 // series whose attributes are a plain image of its labels.
 func (st *series) matchAttrs(labels, extra []promtext.Label) bool {
-	i := 0
+	enc := unsafeBytes(st.enc)
 	for j := range labels {
 		l := &labels[j]
 		if skipLabel(st.kind, l) {
 			continue
 		}
-		if i == len(st.attrs) || !kvEqual(st.attrs[i], l) {
+		var ok bool
+		if enc, ok = matchKV(enc, l.Name, l.Value); !ok {
 			return false
 		}
-		i++
 	}
 	for j := range extra {
 		l := &extra[j]
 		if len(l.Value) == 0 {
 			continue
 		}
-		if i == len(st.attrs) || !kvEqual(st.attrs[i], l) {
+		var ok bool
+		if enc, ok = matchKV(enc, l.Name, l.Value); !ok {
 			return false
 		}
-		i++
 	}
-	return i == len(st.attrs)
+	return len(enc) == 0
 }
 
-// kvEqual tells whether kv is the string attribute l.
-func kvEqual(kv *commonpb.KeyValue, l *promtext.Label) bool {
-	return kv.Key == string(l.Name) && stringValue(kv) == string(l.Value)
+// matchKV tells whether enc starts with the attribute name=value as appendKV
+// encodes it (valid UTF-8), and returns the rest. It is the hot path of
+// finding a known series, so it compares the bytes in place rather than
+// decoding the fields.
+func matchKV(enc, name, value []byte) ([]byte, bool) {
+	// Field tag (one byte: field 7 or 9), KeyValue length.
+	kvLen, i, ok := readLen(enc, 1)
+	if !ok || kvLen > len(enc)-i {
+		return nil, false
+	}
+	end := i + kvLen
+	if len(name) > 0 { // key: field 1
+		if i >= end || enc[i] != fieldKVKey<<3|2 {
+			return nil, false
+		}
+		n, j, ok := readLen(enc, i+1)
+		if !ok || n != len(name) || n > end-j || string(enc[j:j+n]) != string(name) {
+			return nil, false
+		}
+		i = j + n
+	}
+	// value: field 2, an AnyValue holding string_value (field 1).
+	if i >= end || enc[i] != fieldKVValue<<3|2 {
+		return nil, false
+	}
+	if _, i, ok = readLen(enc, i+1); !ok || i >= end || enc[i] != fieldAnyValueString<<3|2 {
+		return nil, false
+	}
+	n, j, ok := readLen(enc, i+1)
+	if !ok || n != len(value) || j+n != end || string(enc[j:end]) != string(value) {
+		return nil, false
+	}
+	return enc[end:], true
+}
+
+// readLen reads the varint length at b[i:] and returns it and the index
+// after it.
+func readLen(b []byte, i int) (int, int, bool) {
+	if i < len(b) && b[i] < 0x80 {
+		return int(b[i]), i + 1, true
+	}
+	if i > len(b) {
+		return 0, 0, false
+	}
+	v, n := protowire.ConsumeVarint(b[i:])
+	if n < 0 || v > 1<<31 {
+		return 0, 0, false
+	}
+	return int(v), i + n, true
 }
 
 // stringValue returns the value of a string attribute.
@@ -205,10 +271,13 @@ func stringValue(kv *commonpb.KeyValue) string {
 
 // accept resets the per-scrape state of a series the scrape gen sees first.
 func (st *series) accept(gen uint64, pos int) {
-	st.seen, st.pos = gen, pos
+	st.seen, st.pos = gen, int32(pos)
 	st.hasValue, st.hasCount, st.hasSum, st.hasCreated, st.bad = false, false, false, false, false
-	st.value, st.count, st.sum, st.created = 0, 0, 0, 0
-	st.buckets = st.buckets[:0]
+	st.value, st.created = 0, 0
+	if x := st.x; x != nil {
+		x.count, x.sum = 0, 0
+		x.buckets = x.buckets[:0]
+	}
 }
 
 // add records what sample s (with role r, taken at t) contributes.
@@ -226,12 +295,12 @@ func (st *series) add(c *Converter, r role, s *promtext.Sample, t uint64) {
 		if st.hasCount {
 			st.bad = true
 		}
-		st.count, st.hasCount, st.timeNs = s.Value, true, t
+		st.x.count, st.hasCount, st.timeNs = s.Value, true, t
 	case roleSum:
 		if st.hasSum {
 			st.bad = true
 		}
-		st.sum, st.hasSum = s.Value, true
+		st.x.sum, st.hasSum = s.Value, true
 		if !st.hasCount {
 			st.timeNs = t
 		}
@@ -245,7 +314,7 @@ func (st *series) add(c *Converter, r role, s *promtext.Sample, t uint64) {
 			st.bad = true
 			return
 		}
-		st.buckets = append(st.buckets, bucket{bound: bound, value: s.Value})
+		st.x.buckets = append(st.x.buckets, bucket{bound: bound, value: s.Value})
 		if !st.hasCount {
 			st.timeNs = t
 		}
@@ -263,6 +332,11 @@ func labelFloat(labels []promtext.Label, name string) (float64, bool) {
 		}
 	}
 	return 0, false
+}
+
+// unsafeBytes views s as bytes without copying; they must not be modified.
+func unsafeBytes(s string) []byte {
+	return unsafe.Slice(unsafe.StringData(s), len(s))
 }
 
 // unsafeString views b as a string without copying; the string must not

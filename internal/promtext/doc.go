@@ -5,14 +5,20 @@
 // cAdvisor, node-exporter and pods: the bytes are untrusted and a payload can
 // hold tens of thousands of series. The parser therefore
 //
-//   - works on the whole payload in memory and hands out slices of it instead
-//     of strings, so that a warmed-up Parser allocates nothing per sample;
+//   - hands out slices of its input instead of strings, so that a warmed-up
+//     Parser allocates nothing per sample; Parse takes a payload in memory,
+//     ParseReader reads it from an io.Reader (a scrape's response body)
+//     through one buffer of ReadBufferSize bytes, so that the payload is
+//     never held in memory as a whole, and accepts, rejects and delivers
+//     exactly what Parse does for the same bytes;
 //   - delivers each sample to a callback as soon as its line is parsed, with
 //     its family's name, type, HELP and UNIT attached, and builds no maps or
 //     trees;
 //   - bounds everything a hostile payload controls: line length
 //     (MaxLineLength), labels per sample (MaxLabels), and the scratch memory
-//     it keeps (one unescaped line and one HELP text at most);
+//     it keeps (one unescaped line, one family name, HELP text and UNIT, and
+//     ParseReader's buffer, grown up to MaxLineLength+1 bytes only for a
+//     longer line and dropped after that parse);
 //   - stops at the first malformed line with a *ParseError; the samples before
 //     it have already been delivered.
 //

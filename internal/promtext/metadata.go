@@ -101,7 +101,8 @@ func (p *Parser) omComment(line []byte) error {
 			return p.errorf("invalid unit %s", quote(rest))
 		}
 		p.setFamily(name)
-		p.unit = nilIfEmpty(rest[:len(rest):len(rest)])
+		p.unitBuf = append(p.unitBuf[:0], rest...)
+		p.unit = nilIfEmpty(p.unitBuf[:len(rest):len(rest)])
 	}
 	return nil
 }
@@ -142,11 +143,15 @@ func scanUnit(b []byte) int {
 // setFamily makes name the current family. A new name starts with no type,
 // HELP or UNIT; the same name keeps what earlier lines set, since HELP, TYPE
 // and UNIT of one family come on separate lines.
+//
+// The name, HELP and UNIT are copied: ParseReader reuses its buffer.
 func (p *Parser) setFamily(name []byte) {
-	if bytes.Equal(name, p.fam) {
+	if p.fam != nil && bytes.Equal(name, p.fam) {
 		return
 	}
-	p.fam, p.famType, p.help, p.unit = name[:len(name):len(name)], TypeUnknown, nil, nil
+	p.famBuf = append(p.famBuf[:0], name...)
+	p.fam = p.famBuf[:len(name):len(name)]
+	p.famType, p.help, p.unit = TypeUnknown, nil, nil
 }
 
 // setHelp makes name the current family and raw, unescaped, its HELP text.
@@ -154,15 +159,14 @@ func (p *Parser) setFamily(name []byte) {
 // text format too); any other escape is an error.
 func (p *Parser) setHelp(name, raw []byte) error {
 	p.setFamily(name)
-	help := raw
+	help := append(p.helpBuf[:0], raw...)
 	if bytes.IndexByte(raw, '\\') >= 0 {
-		buf, ok := appendUnescaped(p.helpBuf[:0], raw)
-		if !ok {
+		var ok bool
+		if help, ok = appendUnescaped(p.helpBuf[:0], raw); !ok {
 			return p.errorf("invalid escape sequence in HELP text")
 		}
-		p.helpBuf = buf
-		help = buf
 	}
+	p.helpBuf = help
 	if !utf8.Valid(help) {
 		return p.errorf("HELP text is not valid UTF-8")
 	}

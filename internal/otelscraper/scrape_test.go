@@ -1,0 +1,118 @@
+package otelscraper
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	metricspb "go.opentelemetry.io/proto/otlp/metrics/v1"
+	"google.golang.org/protobuf/proto"
+)
+
+// sumStarts returns the start time of every Sum data point in the chunks,
+// by metric name.
+func sumStarts(t *testing.T, chunks [][]byte) map[string]uint64 {
+	t.Helper()
+	out := map[string]uint64{}
+	for _, c := range chunks {
+		var md metricspb.MetricsData
+		if err := proto.Unmarshal(c, &md); err != nil {
+			t.Fatal(err)
+		}
+		for _, rm := range md.ResourceMetrics {
+			for _, sm := range rm.ScopeMetrics {
+				for _, m := range sm.Metrics {
+					for _, dp := range m.GetSum().GetDataPoints() {
+						out[m.Name] = dp.StartTimeUnixNano
+					}
+				}
+			}
+		}
+	}
+	return out
+}
+
+// TestPartialScrapeKeepsSeries checks that a scrape cut short by a malformed
+// line or a broken connection exports what it read, counts as failed, and
+// does not forget the series it did not reach: they keep their start time
+// (forgetting them would make a backend see a counter reset).
+func TestPartialScrapeKeepsSeries(t *testing.T) {
+	// Counters that only grow: 1, 2, 3.
+	const full = "# TYPE a_total counter\na_total %[1]d\n# TYPE b_total counter\nb_total %[1]d\n"
+	for name, cut := range map[string]string{
+		"malformed line": "# TYPE a_total counter\na_total %[1]d\nb_total{ %[1]d\n",
+		"broken body":    "# TYPE a_total counter\na_total %[1]d\nb_to",
+	} {
+		t.Run(name, func(t *testing.T) {
+			var n atomic.Int64
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				i := n.Add(1)
+				body := fmt.Sprintf(full, i)
+				if i == 2 {
+					body = fmt.Sprintf(cut, i)
+					if name == "broken body" {
+						// Promise more than is sent: the client sees an
+						// unexpected EOF.
+						w.Header().Set("Content-Length", "1000")
+					}
+				}
+				_, _ = io.WriteString(w, body)
+			}))
+			defer srv.Close()
+			var chunks [][]byte
+			sink := func(b []byte, _ int) error {
+				chunks = append(chunks, append([]byte(nil), b...))
+				return nil
+			}
+			rules, err := ParseRules([]byte("default: {}\n"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			m := newMetrics(nil, "test")
+			s, err := newScraper(Target{Job: "j", URL: srv.URL, Interval: time.Minute, Timeout: 10 * time.Second},
+				func() *Rules { return rules }, sink, m, slog.New(slog.DiscardHandler), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t0 := time.Unix(1700000000, 0)
+			ctx := context.Background()
+
+			s.scrapeOnce(ctx, t0)
+			first := sumStarts(t, chunks)
+			chunks = nil
+			s.scrapeOnce(ctx, t0.Add(time.Minute))
+			partial := sumStarts(t, chunks)
+			if _, ok := partial["a_total"]; !ok || len(partial) != 1 {
+				t.Fatalf("partial scrape exported %v, want a_total only", partial)
+			}
+			result := "parse_error"
+			if name == "broken body" {
+				result = "error"
+			}
+			if got := testutilValue(t, m, result); got != 1 {
+				t.Fatalf("scrapes_total{result=%q} = %v, want 1", result, got)
+			}
+			chunks = nil
+			s.scrapeOnce(ctx, t0.Add(2*time.Minute))
+			third := sumStarts(t, chunks)
+			for _, name := range []string{"a_total", "b_total"} {
+				if third[name] != first[name] || first[name] == 0 {
+					t.Errorf("%s: start time %d after the partial scrape, %d before", name, third[name], first[name])
+				}
+			}
+		})
+	}
+}
+
+// testutilValue returns scrapes_total{job="j",result=result}.
+func testutilValue(t *testing.T, m *metrics, result string) float64 {
+	t.Helper()
+	return testutil.ToFloat64(m.scrapes.WithLabelValues("j", result))
+}
