@@ -18,6 +18,16 @@ TEST_TIMEOUT ?= 30m
 help: ## Show this help.
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
+# Flags of the demo command, e.g. `make demo DEMOFLAGS="--duration 60s"` (docs/demo.md).
+DEMOFLAGS ?=
+
+.PHONY: demo
+demo: testenv ## The main job: all six daemons against a local kube-apiserver with simulated surroundings (Ctrl-C stops).
+	@mkdir -p $(TRELLIS_CACHE)/demo
+	$(GO) build -o $(TRELLIS_CACHE)/demo/trellis-demo ./scripts/demo
+	@# exec: the demo gets the terminal's Ctrl-C itself and stops every daemon cleanly.
+	TRELLIS_TESTENV_ASSETS="$$(scripts/testenv.sh --path)" exec $(TRELLIS_CACHE)/demo/trellis-demo $(DEMOFLAGS)
+
 .PHONY: build
 build: ## Build every daemon into ./bin (version from git).
 	@if [ -z "$(DAEMONS)" ]; then echo "no daemons under cmd/ yet"; exit 0; fi; \
