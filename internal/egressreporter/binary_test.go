@@ -1,9 +1,7 @@
 package egressreporter
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
@@ -11,7 +9,6 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -26,29 +23,7 @@ import (
 func startBinary(t *testing.T, bin string, args ...string) (*exec.Cmd, string) {
 	t.Helper()
 	cmd := exec.Command(bin, append(args, "--web.listen-address=127.0.0.1:0", "--log.format=json")...)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	var web string
-	logs := bufio.NewScanner(stderr)
-	killer := time.AfterFunc(30*time.Second, func() { _ = cmd.Process.Kill() })
-	for web == "" && logs.Scan() {
-		var l struct{ Msg, Address string }
-		if json.Unmarshal(logs.Bytes(), &l) == nil && l.Msg == "serving web endpoints" {
-			web = l.Address
-		}
-	}
-	killer.Stop()
-	go func() { _, _ = io.Copy(io.Discard, stderr) }()
-	if web == "" {
-		t.Fatalf("%v: web address not logged", args)
-	}
-	return cmd, web
+	return cmd, testbin.Start(t, cmd)
 }
 
 func httpGet(url string) (int, string) {

@@ -21,14 +21,7 @@ import (
 // sar asks the API server whether the ServiceAccount may do something.
 func sar(t *testing.T, env *testenv.Env, sa, saNamespace, verb, group, resource, name, ns string) bool {
 	t.Helper()
-	r, err := env.Client.AuthorizationV1().SubjectAccessReviews().Create(context.Background(), &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
-		User: "system:serviceaccount:" + saNamespace + ":" + sa, Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + saNamespace},
-		ResourceAttributes: &authorizationv1.ResourceAttributes{Verb: verb, Group: group, Resource: resource, Name: name, Namespace: ns},
-	}}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return r.Status.Allowed
+	return env.ServiceAccountMay(t, saNamespace, sa, authorizationv1.ResourceAttributes{Verb: verb, Group: group, Resource: resource, Name: name, Namespace: ns})
 }
 
 // TestDeployBase checks deploy/egress-reporter/base (the seed side) against the

@@ -1,9 +1,7 @@
 package eventwatcher
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
@@ -59,25 +57,7 @@ func TestBinary(t *testing.T) {
 
 	cmd := exec.Command(bin, "--kubeconfig="+env.Kubeconfig, "--node.name="+nodeName, "--provider=auto",
 		"--metadata.endpoint="+srv.URL, "--poll.interval=100ms", "--web.listen-address=127.0.0.1:0", "--log.format=json")
-	stderr, _ := cmd.StderrPipe()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	var web string
-	logs := bufio.NewScanner(stderr)
-	killer := time.AfterFunc(30*time.Second, func() { _ = cmd.Process.Kill() })
-	for web == "" && logs.Scan() {
-		var l struct{ Msg, Address string }
-		if json.Unmarshal(logs.Bytes(), &l) == nil && l.Msg == "serving web endpoints" {
-			web = l.Address
-		}
-	}
-	killer.Stop()
-	go io.Copy(io.Discard, stderr)
-	if web == "" {
-		t.Fatal("web address not logged")
-	}
+	web := testbin.Start(t, cmd)
 	waitFor := func(what string, cond func() bool) {
 		t.Helper()
 		deadline := time.Now().Add(30 * time.Second)

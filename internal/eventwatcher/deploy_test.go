@@ -58,16 +58,8 @@ func TestDeployBase(t *testing.T) {
 		t.Fatal("DaemonSet lacks hostNetwork, NODE_NAME from the downward API, tolerate-all, probes, non-root or requests")
 	}
 
-	sa := "system:serviceaccount:kube-system:event-watcher"
 	can := func(verb, resource, sub, ns string) bool {
-		r, err := env.Client.AuthorizationV1().SubjectAccessReviews().Create(ctx, &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
-			User: sa, Groups: []string{"system:serviceaccounts", "system:serviceaccounts:kube-system"},
-			ResourceAttributes: &authorizationv1.ResourceAttributes{Verb: verb, Resource: resource, Subresource: sub, Namespace: ns},
-		}}, metav1.CreateOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return r.Status.Allowed
+		return env.ServiceAccountMay(t, "kube-system", "event-watcher", authorizationv1.ResourceAttributes{Verb: verb, Resource: resource, Subresource: sub, Namespace: ns})
 	}
 	for _, a := range []struct{ verb, res, sub, ns string }{
 		{"get", "nodes", "", ""}, {"watch", "nodes", "", ""}, {"update", "nodes", "", ""}, {"patch", "nodes", "", ""},

@@ -110,16 +110,8 @@ func TestDeployBase(t *testing.T) {
 		t.Error("webhook paths")
 	}
 
-	sa := "system:serviceaccount:" + deployNamespace + ":mr-signer"
 	can := func(verb, group, resource, name, ns string) bool {
-		r, err := env.Client.AuthorizationV1().SubjectAccessReviews().Create(ctx, &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
-			User: sa, Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + deployNamespace},
-			ResourceAttributes: &authorizationv1.ResourceAttributes{Verb: verb, Group: group, Resource: resource, Name: name, Namespace: ns},
-		}}, metav1.CreateOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return r.Status.Allowed
+		return env.ServiceAccountMay(t, deployNamespace, "mr-signer", authorizationv1.ResourceAttributes{Verb: verb, Group: group, Resource: resource, Name: name, Namespace: ns})
 	}
 	type access struct{ verb, group, res, name, ns string }
 	for _, a := range []access{

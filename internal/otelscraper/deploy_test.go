@@ -71,14 +71,7 @@ func TestDeployBase(t *testing.T) {
 		t.Fatal("DaemonSet missing or without probes / non-root")
 	}
 	can := func(verb, resource, sub, ns, name string) bool {
-		r, err := env.Client.AuthorizationV1().SubjectAccessReviews().Create(ctx, &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
-			User: "system:serviceaccount:kube-system:otel-shoot-scraper", Groups: []string{"system:serviceaccounts", "system:serviceaccounts:kube-system"},
-			ResourceAttributes: &authorizationv1.ResourceAttributes{Verb: verb, Resource: resource, Subresource: sub, Namespace: ns, Name: name},
-		}}, metav1.CreateOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return r.Status.Allowed
+		return env.ServiceAccountMay(t, "kube-system", "otel-shoot-scraper", authorizationv1.ResourceAttributes{Verb: verb, Resource: resource, Subresource: sub, Namespace: ns, Name: name})
 	}
 	for _, a := range [][5]string{
 		{"watch", "nodes", "", "", ""}, {"list", "pods", "", "", ""}, {"get", "nodes", "metrics", "", "n1"},

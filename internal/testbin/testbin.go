@@ -3,6 +3,9 @@
 package testbin
 
 import (
+	"bufio"
+	"encoding/json"
+	"io"
 	"os/exec"
 	"path/filepath"
 	"syscall"
@@ -39,4 +42,36 @@ func Terminate(t testing.TB, cmd *exec.Cmd) {
 		_ = cmd.Process.Kill()
 		t.Fatal("no exit within 30 s of SIGTERM")
 	}
+}
+
+// Start starts cmd (a daemon run with --log.format=json and
+// --web.listen-address=127.0.0.1:0) and returns the address of its web endpoints
+// from its "serving web endpoints" log line, read within 30 s. The rest of its log
+// is discarded; the process is killed at the end of the test unless Terminate
+// stopped it first.
+func Start(t testing.TB, cmd *exec.Cmd) string {
+	t.Helper()
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	var web string
+	logs := bufio.NewScanner(stderr)
+	killer := time.AfterFunc(30*time.Second, func() { _ = cmd.Process.Kill() })
+	for web == "" && logs.Scan() {
+		var l struct{ Msg, Address string }
+		if json.Unmarshal(logs.Bytes(), &l) == nil && l.Msg == "serving web endpoints" {
+			web = l.Address
+		}
+	}
+	killer.Stop()
+	go func() { _, _ = io.Copy(io.Discard, stderr) }()
+	if web == "" {
+		t.Fatalf("%v: web address not logged", cmd.Args)
+	}
+	return web
 }

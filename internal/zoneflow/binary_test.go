@@ -1,14 +1,11 @@
 package zoneflow
 
 import (
-	"bufio"
 	"encoding/json"
 	"errors"
-	"io"
 	"os/exec"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/trellis-garden/trellis/internal/netnstest"
 	"github.com/trellis-garden/trellis/internal/testbin"
@@ -37,25 +34,7 @@ func TestBinary(t *testing.T) {
 	c := createCluster(t, ns)
 	cmd := exec.Command(bin, "--kubeconfig="+env.Kubeconfig, "--node.name="+c.nodeA, "--web.listen-address=127.0.0.1:0",
 		"--conntrack.enable-accounting=false", "--conntrack.dump-interval=200ms", "--log.format=json")
-	stderr, _ := cmd.StderrPipe()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	var web string
-	logs := bufio.NewScanner(stderr)
-	killer := time.AfterFunc(30*time.Second, func() { _ = cmd.Process.Kill() })
-	for web == "" && logs.Scan() {
-		var l struct{ Msg, Address string }
-		if json.Unmarshal(logs.Bytes(), &l) == nil && l.Msg == "serving web endpoints" {
-			web = l.Address
-		}
-	}
-	killer.Stop()
-	go func() { _, _ = io.Copy(io.Discard, stderr) }()
-	if web == "" {
-		t.Fatal("web address not logged")
-	}
+	web := testbin.Start(t, cmd)
 	waitFor(t, "readiness", func() bool { code, _ := get(t, "http://"+web+"/readyz"); return code == 200 })
 	waitFor(t, "two dumps", func() bool {
 		_, body := get(t, "http://"+web+"/metrics")

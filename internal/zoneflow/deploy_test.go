@@ -63,16 +63,8 @@ func TestDeployBase(t *testing.T) {
 		t.Fatalf("container security context is not NET_ADMIN only: %+v", sc)
 	}
 
-	sa := "system:serviceaccount:kube-system:zone-flow-tracer"
 	can := func(verb, resource, ns string) bool {
-		r, err := env.Client.AuthorizationV1().SubjectAccessReviews().Create(ctx, &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
-			User: sa, Groups: []string{"system:serviceaccounts", "system:serviceaccounts:kube-system"},
-			ResourceAttributes: &authorizationv1.ResourceAttributes{Verb: verb, Resource: resource, Namespace: ns},
-		}}, metav1.CreateOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return r.Status.Allowed
+		return env.ServiceAccountMay(t, "kube-system", "zone-flow-tracer", authorizationv1.ResourceAttributes{Verb: verb, Resource: resource, Namespace: ns})
 	}
 	for _, a := range []struct{ verb, res, ns string }{
 		{"get", "nodes", ""}, {"list", "nodes", ""}, {"watch", "nodes", ""}, {"list", "pods", ""}, {"watch", "pods", ""}, {"get", "pods", "shop"},
