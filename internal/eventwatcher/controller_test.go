@@ -319,9 +319,10 @@ func TestRestartResumesDrain(t *testing.T) {
 	if got := testutil.ToFloat64(second.c.m.actions.WithLabelValues("cordon", resultSuccess)); got != 0 {
 		t.Errorf("second controller cordoned again (%v)", got)
 	}
-	if got := testutil.ToFloat64(second.c.m.actions.WithLabelValues("drain", resultSuccess)); got != 1 {
-		t.Errorf("second controller's drains = %v", got)
-	}
+	// The drain is counted after the node's Drained annotation is written.
+	cl.waitUntil("second controller counted its drain", func() bool {
+		return testutil.ToFloat64(second.c.m.actions.WithLabelValues("drain", resultSuccess)) == 1
+	})
 	src.set()
 	cl.waitNode("uncordoned after restart", func(n *corev1.Node) string {
 		if n.Spec.Unschedulable || n.Annotations[CordonedAnnotation] != "" || hasDrainAnnotations(n) {
