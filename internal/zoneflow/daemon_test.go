@@ -55,6 +55,22 @@ func startDaemon(t *testing.T, src FlowSource, args ...string) string {
 	return ""
 }
 
+// waitFirstDump waits until the daemon is ready and has finished a dump, so that
+// flows the test adds afterwards are new to it (the first dump only sets the
+// baseline of the flows already open). /readyz alone is not enough: it answers
+// before the daemon has registered its checks.
+func waitFirstDump(t *testing.T, web string) {
+	t.Helper()
+	waitFor(t, "readiness and a first dump", func() bool {
+		if code, _ := get(t, "http://"+web+"/readyz"); code != 200 {
+			return false
+		}
+		_, body := get(t, "http://"+web+"/metrics")
+		v, _ := metricValue(body, "trellis_zone_flow_tracer_dumps_total", "result", "success")
+		return v >= 1
+	})
+}
+
 func get(t testing.TB, url string) (int, string) {
 	t.Helper()
 	resp, err := http.Get(url)
@@ -171,7 +187,7 @@ func TestEnrichment(t *testing.T) {
 	fake := conntrack.NewFake()
 	web := startDaemon(t, fake, "--kubeconfig="+env.Kubeconfig, "--node.name="+c.nodeA, "--web.listen-address=127.0.0.1:0",
 		"--path.procfs="+fakeProcFS(t), "--labels=workload", "--conntrack.dump-interval=100ms", "--log.level=debug")
-	waitFor(t, "readiness", func() bool { code, _ := get(t, "http://"+web+"/readyz"); return code == 200 })
+	waitFirstDump(t, web)
 
 	webPod, dbPod, apiPod := "10.201.0.5", "10.201.0.6", "10.202.0.7"
 	mk := func(id uint32, src, dst, rsrc string, ob, rb uint64) conntrack.Flow {
@@ -292,7 +308,7 @@ func TestClusterPods(t *testing.T) {
 			fake := conntrack.NewFake()
 			web := startDaemon(t, fake, "--kubeconfig="+env.Kubeconfig, "--node.name="+c.nodeA, "--web.listen-address=127.0.0.1:0",
 				"--path.procfs="+fakeProcFS(t), "--labels=workload", "--conntrack.dump-interval=100ms", tc.flag)
-			waitFor(t, "readiness", func() bool { code, _ := get(t, "http://"+web+"/readyz"); return code == 200 })
+			waitFirstDump(t, web)
 			fake.Set(flow(1, addr4("10.250.0.5"), addr4("10.250.0.7"), addr4("10.250.0.7"), addr4("10.250.0.5"), 42, 0))
 			waitFor(t, "the flow", func() bool {
 				_, body := get(t, "http://"+web+"/metrics")
