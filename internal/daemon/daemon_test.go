@@ -207,6 +207,37 @@ func get(t *testing.T, s *started, path string) (int, string) {
 	return resp.StatusCode, string(body)
 }
 
+// TestNotReadyBeforeChecks: /readyz fails until Run has registered a readiness
+// check of its own, although the web server answers before Run starts.
+func TestNotReadyBeforeChecks(t *testing.T) {
+	release := make(chan struct{})
+	s := start(t, func(ctx context.Context, d *Daemon) error {
+		select {
+		case <-release:
+		case <-ctx.Done():
+			return nil
+		}
+		d.Ready.Add("data-path", func(context.Context) error { return nil })
+		<-ctx.Done()
+		return nil
+	})
+	if code, body := get(t, s, "/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "[-]started failed") {
+		t.Fatalf("/readyz before Run registered its checks = %d %q, want 503 naming started", code, body)
+	}
+	close(release)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		code, body := get(t, s, "/readyz")
+		if code == http.StatusOK {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/readyz after registration = %d %q, want 200", code, body)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 func TestEndpoints(t *testing.T) {
 	gate := NewGate()
 	s := start(t, func(ctx context.Context, d *Daemon) error {

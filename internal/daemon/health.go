@@ -32,6 +32,13 @@ func (c *Checks) Add(name string, fn CheckFunc) {
 	c.checks[name] = fn
 }
 
+// len is the number of registered checks.
+func (c *Checks) len() int {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return len(c.checks)
+}
+
 type result struct {
 	name string
 	err  error

@@ -90,6 +90,16 @@ func run(ctx context.Context, spec Spec, common *CommonOptions, cmd *cobra.Comma
 		}
 		return nil
 	})
+	// Not ready before Run has registered a readiness check of its own: the web
+	// server starts first, and until then an empty set would answer "ok" for a
+	// daemon that has synced and checked nothing.
+	builtins := 2 // shutdown, started
+	d.Ready.Add("started", func(context.Context) error {
+		if d.Ready.len() <= builtins {
+			return errors.New("the daemon has not registered its readiness checks yet")
+		}
+		return nil
+	})
 	d.Mux.Handle("/metrics", promhttp.HandlerFor(d.Registry, promhttp.HandlerOpts{Registry: d.Registry, ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelError)}))
 	d.Mux.Handle("/healthz", d.Live)
 	d.Mux.Handle("/livez", d.Live)
