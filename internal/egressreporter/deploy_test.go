@@ -112,31 +112,7 @@ func TestDeployBase(t *testing.T) {
 func TestDeployShoot(t *testing.T) {
 	env := testenv.Get(t)
 	ctx := context.Background()
-	dry := metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}}
-	var ds *appsv1.DaemonSet
-	for _, obj := range testenv.ReadManifests(t, "../../deploy/egress-reporter/shoot") {
-		var err error
-		switch o := obj.(type) {
-		case *corev1.ServiceAccount:
-			_, err = env.Client.CoreV1().ServiceAccounts("kube-system").Create(ctx, o, dry)
-		case *rbacv1.Role:
-			_, err = env.Client.RbacV1().Roles("kube-system").Create(ctx, o, metav1.CreateOptions{})
-		case *rbacv1.RoleBinding:
-			_, err = env.Client.RbacV1().RoleBindings("kube-system").Create(ctx, o, metav1.CreateOptions{})
-		case *rbacv1.ClusterRole:
-			_, err = env.Client.RbacV1().ClusterRoles().Create(ctx, o, metav1.CreateOptions{})
-		case *rbacv1.ClusterRoleBinding:
-			_, err = env.Client.RbacV1().ClusterRoleBindings().Create(ctx, o, metav1.CreateOptions{})
-		case *appsv1.DaemonSet:
-			ds = o
-			_, err = env.Client.AppsV1().DaemonSets("kube-system").Create(ctx, o, dry)
-		default:
-			t.Fatalf("unexpected %T in shoot/", obj)
-		}
-		if err != nil && !apierrors.IsAlreadyExists(err) {
-			t.Fatalf("%T rejected: %v", obj, err)
-		}
-	}
+	ds := env.CreateManifests(t, testenv.ReadManifests(t, "../../deploy/egress-reporter/shoot"), "kube-system")
 	if ds == nil {
 		t.Fatal("no DaemonSet")
 	}

@@ -1,15 +1,10 @@
 package eventwatcher
 
 import (
-	"context"
 	"testing"
 
-	appsv1 "k8s.io/api/apps/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
-	rbacv1 "k8s.io/api/rbac/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/trellis-garden/trellis/internal/testenv"
 )
@@ -19,28 +14,7 @@ import (
 // daemon needs, and the RBAC grants what the controller does and nothing more.
 func TestDeployBase(t *testing.T) {
 	env := testenv.Get(t)
-	ctx := context.Background()
-	dry := metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}}
-	var ds *appsv1.DaemonSet
-	for _, obj := range testenv.ReadManifests(t, "../../deploy/event-watcher/base") {
-		var err error
-		switch o := obj.(type) {
-		case *corev1.ServiceAccount:
-			_, err = env.Client.CoreV1().ServiceAccounts("kube-system").Create(ctx, o, dry)
-		case *rbacv1.ClusterRole:
-			_, err = env.Client.RbacV1().ClusterRoles().Create(ctx, o, metav1.CreateOptions{})
-		case *rbacv1.ClusterRoleBinding:
-			_, err = env.Client.RbacV1().ClusterRoleBindings().Create(ctx, o, metav1.CreateOptions{})
-		case *appsv1.DaemonSet:
-			ds = o
-			_, err = env.Client.AppsV1().DaemonSets("kube-system").Create(ctx, o, dry)
-		default:
-			t.Fatalf("unexpected %T in the base", obj)
-		}
-		if err != nil && !apierrors.IsAlreadyExists(err) {
-			t.Fatalf("%T rejected: %v", obj, err)
-		}
-	}
+	ds := env.CreateManifests(t, testenv.ReadManifests(t, "../../deploy/event-watcher/base"), "kube-system")
 	if ds == nil {
 		t.Fatal("no DaemonSet")
 	}
