@@ -287,6 +287,7 @@ func TestOverlaysApply(t *testing.T) {
 	if _, err := env.InstallCRDs(ctx,
 		filepath.Join(crds, "10-crd-resources.gardener.cloud_managedresources.yaml"),
 		filepath.Join(crds, "10-crd-extensions.gardener.cloud_infrastructures.yaml"),
+		filepath.Join(crds, "10-crd-monitoring.coreos.com_prometheusrules.yaml"), // the monitoring component's alerts
 	); err != nil {
 		t.Fatal(err)
 	}
