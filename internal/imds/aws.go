@@ -11,6 +11,9 @@ import (
 const (
 	// DefaultAWSEndpoint is the EC2 Instance Metadata Service.
 	DefaultAWSEndpoint = "http://169.254.169.254"
+	// DefaultAWSTokenTTL is the default and longest IMDSv2 session token
+	// lifetime (6 h).
+	DefaultAWSTokenTTL = 21600 * time.Second
 
 	awsScheduledPath = "/latest/meta-data/events/maintenance/scheduled"
 	awsSpotPath      = "/latest/meta-data/spot/instance-action"

@@ -15,7 +15,7 @@ const (
 	awsTokenTTLHeader = "X-aws-ec2-metadata-token-ttl-seconds"
 	awsTokenHeader    = "X-aws-ec2-metadata-token"
 	// awsMaxTokenTTL is IMDSv2's upper bound (6 h), also the default.
-	awsMaxTokenTTL = 21600 * time.Second
+	awsMaxTokenTTL = DefaultAWSTokenTTL
 	// awsMaxRefreshMargin bounds how long before expiry a token is renewed.
 	awsMaxRefreshMargin = time.Minute
 )

@@ -28,9 +28,12 @@ const (
 	TypeRedeploy EventType = "Redeploy"
 	// Freeze: the VM is paused for a few seconds (Azure Freeze).
 	TypeFreeze EventType = "Freeze"
-	// Maintenance: host maintenance without a reboot the VM sees (AWS
-	// system-maintenance, GCP MIGRATE_ON_HOST_MAINTENANCE and upcoming maintenance).
+	// Maintenance: host maintenance whose impact on the VM is not announced
+	// (AWS system-maintenance, GCP upcoming maintenance).
 	TypeMaintenance EventType = "Maintenance"
+	// LiveMigrate: the VM keeps running and moves to another host, with a
+	// pause of a few seconds (GCP MIGRATE_ON_HOST_MAINTENANCE).
+	TypeLiveMigrate EventType = "LiveMigrate"
 	// Preempt: a spot/preemptible VM is taken away (Azure Preempt, AWS spot
 	// instance-action, GCP preempted).
 	TypePreempt EventType = "Preempt"
@@ -78,13 +81,29 @@ type Snapshot struct {
 	// Events are the events the client understood; only these may be acted on.
 	Events []Event
 	// Version changes whenever the cloud's document changes (Azure
-	// DocumentIncarnation, GCP ETag); empty when the cloud has none.
+	// DocumentIncarnation, GCP the ETags of the items read); empty when the
+	// cloud has none. It is transport state: an event's identity is its ID.
 	Version string
 	// Unknown lists notices for this VM that the client did not understand (a
 	// new event type, code, action or status). They are never in Events and
 	// never approvable: the caller counts and reports them (e.g. a metric
 	// "unknown event type" with RawType) and takes no action.
 	Unknown []UnknownEvent
+	// Errors are failures of a part of the source that did not stop the
+	// snapshot (GCP reads three items independently): the events of a failing
+	// part are its last known ones. Callers count and log them like a failed
+	// Poll; Poll itself fails only when there is no last known state.
+	Errors []error
+}
+
+// LongPoller is implemented by clients whose Poll waits until something
+// changed (or a heartbeat timeout) and that space their own requests. Callers
+// poll such a client again as soon as Poll returns, without a poll interval:
+// otherwise a change that follows another one closely would wait for it.
+type LongPoller interface {
+	Client
+	// LongPolls reports whether Poll waits for changes.
+	LongPolls() bool
 }
 
 // UnknownEvent is a notice for this VM that the client reports but does not act on.

@@ -1,6 +1,8 @@
 package imds
 
 import (
+	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 )
@@ -18,7 +20,7 @@ func TestGCPMaintenanceValue(t *testing.T) {
 	}{
 		{"NONE", false, "", false},
 		{"NONE\n", false, "", false},
-		{"MIGRATE_ON_HOST_MAINTENANCE", true, TypeMaintenance, false},
+		{"MIGRATE_ON_HOST_MAINTENANCE", true, TypeLiveMigrate, false},
 		{"TERMINATE_ON_HOST_MAINTENANCE", true, TypeTerminate, false},
 		{"SHUTDOWN_ON_HOST_MAINTENANCE", true, TypeTerminate, false},
 		{"NEW_KIND_OF_MAINTENANCE", true, "", false},
@@ -31,7 +33,7 @@ func TestGCPMaintenanceValue(t *testing.T) {
 			t.Errorf("%q: %v %q %v", tc.body, present, typ, err)
 		}
 	}
-	if id := gcpMaintenanceID("TERMINATE_ON_HOST_MAINTENANCE", `"abc/def:0123456789abcdef"`); id != "gce-terminate-on-host-maintenance-abcdef0123456789" {
+	if id := gcpMaintenanceID("TERMINATE_ON_HOST_MAINTENANCE"); id != "gce-terminate-on-host-maintenance" {
 		t.Errorf("id %q", id)
 	}
 }
@@ -44,23 +46,47 @@ func TestParseGCPUpcoming(t *testing.T) {
 		err        bool
 	}{
 		{"sample", gcpUpcomingSample, true, false, false},
+		{"camelCase", `{"canReschedule":true,"latestWindowStartTime":"2024-12-01T19:00:01Z","maintenanceReasons":["PLANNED_UPDATE"],` +
+			`"maintenanceStatus":"PENDING","type":"SCHEDULED","windowEndTime":"2024-12-01T21:00:01Z","windowStartTime":"2024-12-01T19:00:01Z"}`, true, false, false},
+		{"mixed spellings that agree", `{"maintenance_status":"PENDING","maintenanceStatus":"PENDING","windowStartTime":"2024-12-01T19:00:01Z"}`, true, false, false},
+		{"deprecated date", `{"maintenanceStatus":"PENDING","date":"2024-12-01T19:00:01Z"}`, true, false, false},
 		{"empty object", `{ }`, false, false, false},
 		{"error object", `{"error": "not found"}`, false, false, false},
 		{"null", `null`, false, false, false},
 		{"not JSON", `PENDING`, false, false, true},
-		{"array", `[]`, false, false, true},
-		{"bad start", `{"maintenance_status":"PENDING","window_start_time":"tomorrow"}`, false, false, true},
-		{"bad end", `{"maintenance_status":"PENDING","window_start_time":"2024-12-01T19:00:01Z","window_end_time":"x"}`, false, false, true},
+		{"truncated", `{"maintenance_status":"PEN`, false, false, true},
+		{"array", `[]`, false, true, false},
+		{"string", `"PENDING"`, false, true, false},
+		{"unknown fields only", `{"maintenanceWindow":{"start":"2024-12-01T19:00:01Z"}}`, false, true, false},
+		{"spellings that disagree", `{"maintenance_status":"PENDING","maintenanceStatus":"ONGOING","window_start_time":"2024-12-01T19:00:01Z"}`, false, true, false},
+		{"bad start", `{"maintenance_status":"PENDING","window_start_time":"tomorrow"}`, false, true, false},
+		{"bad end", `{"maintenance_status":"PENDING","window_start_time":"2024-12-01T19:00:01Z","window_end_time":"x"}`, false, true, false},
 		{"unknown status", `{"maintenance_status":"DONE","window_start_time":"2024-12-01T19:00:01Z"}`, false, true, false},
+		{"no status", `{"window_start_time":"2024-12-01T19:00:01Z"}`, false, true, false},
 		{"status only", `{"maintenance_status":"ONGOING"}`, true, false, false},
-		{"wrong types", `{"maintenance_status": 1}`, false, false, true},
+		{"pending without window", `{"maintenanceStatus":"PENDING","type":"UNSCHEDULED"}`, true, false, false},
+		{"wrong types", `{"maintenance_status": 1}`, false, true, false},
+		{"wrong reasons", `{"maintenance_status":"PENDING","maintenance_reasons":"PLANNED_UPDATE"}`, false, true, false},
+		{"odd type word", `{"maintenance_status":"PENDING","type":"<script>"}`, false, true, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e, u, err := parseGCPUpcoming([]byte(tc.body))
 			if (e != nil) != tc.event || (u != nil) != tc.unknown || (err != nil) != tc.err {
 				t.Fatalf("got %+v %+v %v", e, u, err)
 			}
+			if e != nil {
+				checkEvents(t, GCP, []Event{*e}, nil)
+			}
 		})
+	}
+	// Both spellings of the documented sample are the same event.
+	a, _, _ := parseGCPUpcoming([]byte(gcpUpcomingSample))
+	b, _, _ := parseGCPUpcoming([]byte(`{"canReschedule":"true","latestWindowStartTime":"2024-12-01T19:00:01Z","maintenanceReasons":["PLANNED_UPDATE"],` +
+		`"maintenanceStatus":"PENDING","type":"SCHEDULED","windowEndTime":"2024-12-01T21:00:01Z","windowStartTime":"2024-12-01T19:00:01Z"}`))
+	want := Event{ID: "gce-upcoming-maintenance-20241201T190001Z", Provider: GCP, Type: TypeMaintenance, RawType: "upcoming-maintenance/SCHEDULED",
+		Status: StatusScheduled, NotBefore: time.Date(2024, 12, 1, 19, 0, 1, 0, time.UTC), Duration: 2 * time.Hour, Description: "PLANNED_UPDATE"}
+	if a == nil || b == nil || *a != want || *b != want {
+		t.Fatalf("snake %+v camel %+v want %+v", a, b, want)
 	}
 }
 
@@ -77,7 +103,7 @@ func FuzzGCPMaintenanceEvent(f *testing.F) {
 			t.Fatalf("type %q", typ)
 		}
 		if present {
-			id := gcpMaintenanceID(value, etag)
+			id := gcpMaintenanceID(value)
 			if len(id) > 63 || !isLabelValue(id) {
 				t.Fatalf("id %q is not a label value", id)
 			}
@@ -90,9 +116,14 @@ func FuzzGCPUpcoming(f *testing.F) {
 	f.Add([]byte(gcpUpcomingSample))
 	f.Add([]byte(`{ }`))
 	f.Add([]byte(`{"error": {"code": 404}}`))
+	f.Add([]byte(`{"maintenanceStatus":"PENDING","windowStartTime":"2024-12-01T19:00:01Z","maintenance_status":"PENDING"}`))
+	f.Add([]byte(`[{"maintenance_status":"PENDING"}]`))
 	f.Add([]byte(`{"maintenance_status":"ONGOING","window_start_time":"2024-12-01T19:00:01+01:00","window_end_time":"2024-12-01T19:00:00Z"}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		e, u, err := parseGCPUpcoming(body)
+		if err == nil && e == nil && u == nil && !gcpUpcomingEmpty(body) {
+			t.Fatalf("%q read as nothing scheduled", body)
+		}
 		if err != nil && (e != nil || u != nil) {
 			t.Fatalf("result with an error: %+v %+v", e, u)
 		}
@@ -109,6 +140,36 @@ func FuzzGCPUpcoming(f *testing.F) {
 			checkEvents(t, GCP, nil, []UnknownEvent{*u})
 		}
 	})
+}
+
+// gcpUpcomingEmpty is the fuzz oracle for "nothing scheduled": null, an
+// empty object, or an object with an "error" key and no status or window in
+// either spelling.
+func gcpUpcomingEmpty(body []byte) bool {
+	var doc any
+	if json.Unmarshal(body, &doc) != nil {
+		return false
+	}
+	if doc == nil {
+		return true
+	}
+	obj, ok := doc.(map[string]any)
+	if !ok {
+		return false
+	}
+	if len(obj) == 0 {
+		return true
+	}
+	hasError := false
+	for k := range obj {
+		switch strings.ToLower(strings.ReplaceAll(k, "_", "")) {
+		case "error":
+			hasError = true
+		case "maintenancestatus", "windowstarttime":
+			return false
+		}
+	}
+	return hasError
 }
 
 // isLabelValue: letters, digits, '-', '_', '.'; starts and ends alphanumeric.

@@ -3,7 +3,7 @@ package imds
 import "testing"
 
 var knownTypes = map[EventType]bool{
-	TypeReboot: true, TypeRedeploy: true, TypeFreeze: true, TypeMaintenance: true,
+	TypeReboot: true, TypeRedeploy: true, TypeFreeze: true, TypeMaintenance: true, TypeLiveMigrate: true,
 	TypePreempt: true, TypeTerminate: true, TypeRebalance: true,
 }
 

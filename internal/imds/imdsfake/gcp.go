@@ -29,35 +29,41 @@ type GCPUpcomingMaintenance struct {
 	WindowStartTime   string `json:"window_start_time,omitempty"`
 }
 
-// gcpValue is a text item with an ETag that can be long-polled.
+// gcpValue is an item with an ETag that can be long-polled.
 type gcpValue struct {
 	value   string
+	absent  bool // answers 404 (upcoming-maintenance on families without it)
 	etag    string
 	changed chan struct{} // closed and replaced on every change
+	waiting int           // long polls waiting for a change of this item
+	failN   int           // the next failN requests for this item fail with failStatus
+	failSt  int
 }
 
 // GCP fakes the GCE metadata server's maintenance items. Every request needs
 // "Metadata-Flavor: Google" (403 without). maintenance-event (initially
-// NONE) and preempted (initially FALSE) carry an ETag and support long polls:
-// with wait_for_change=true and a last_etag equal to the current ETag the
-// answer waits until the value changes or timeout_sec elapses (without
-// timeout_sec, until the request ends); with another or no last_etag it
-// answers at once. upcoming-maintenance answers 404 until set.
+// NONE), preempted (initially FALSE) and upcoming-maintenance (initially
+// absent: 404) carry an ETag and support long polls: with wait_for_change=true
+// and a last_etag equal to the current ETag the answer waits until the item
+// changes or timeout_sec elapses (without timeout_sec, until the request
+// ends); with another or no last_etag it answers at once. An absent item
+// answers 404 at once, also to a long poll.
 type GCP struct {
 	base
 	maintenance gcpValue
 	preempted   gcpValue
-	upcoming    []byte // nil: 404
+	upcoming    gcpValue
 	gen         uint64
-	waiting     int
 }
 
 // NewGCP returns a fake with maintenance-event NONE, preempted FALSE and no
 // upcoming maintenance.
 func NewGCP() *GCP {
 	g := &GCP{}
-	g.setLocked(&g.maintenance, "NONE")
-	g.setLocked(&g.preempted, "FALSE")
+	g.setLocked(&g.maintenance, "NONE", false)
+	g.setLocked(&g.preempted, "FALSE", false)
+	g.upcoming.absent = true
+	g.setLocked(&g.upcoming, "", true)
 	return g
 }
 
@@ -70,7 +76,15 @@ func (g *GCP) Start() *Server { return serve(g) }
 func (g *GCP) SetMaintenanceEvent(value string) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	g.setLocked(&g.maintenance, value)
+	g.setLocked(&g.maintenance, value, false)
+}
+
+// RenewMaintenanceEventETag gives maintenance-event a new ETag with the same
+// value and wakes its long polls, as GCE may do.
+func (g *GCP) RenewMaintenanceEventETag() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.setLocked(&g.maintenance, g.maintenance.value, true)
 }
 
 // MaintenanceEvent returns the current maintenance-event value and ETag.
@@ -88,7 +102,7 @@ func (g *GCP) SetPreempted(preempted bool) {
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	g.setLocked(&g.preempted, v)
+	g.setLocked(&g.preempted, v, false)
 }
 
 // SetUpcomingMaintenance sets instance/upcoming-maintenance; nil makes it
@@ -102,15 +116,33 @@ func (g *GCP) SetUpcomingMaintenance(m *GCPUpcomingMaintenance) {
 }
 
 // SetUpcomingMaintenanceBody serves body as upcoming-maintenance, e.g. "{ }"
-// or an error object for "nothing scheduled"; "" makes it answer 404.
+// or an error object for "nothing scheduled", or the Compute API's camelCase
+// spelling; "" makes it answer 404. A new body gets a new ETag and wakes the
+// long polls.
 func (g *GCP) SetUpcomingMaintenanceBody(body string) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if body == "" {
-		g.upcoming = nil
+		if !g.upcoming.absent {
+			g.upcoming.absent = true
+			g.setLocked(&g.upcoming, "", true)
+		}
 		return
 	}
-	g.upcoming = []byte(body)
+	wasAbsent := g.upcoming.absent
+	g.upcoming.absent = false
+	g.setLocked(&g.upcoming, body, wasAbsent)
+}
+
+// FailNextOn makes the next n requests for one item (path, e.g.
+// GCPMaintenanceEventPath) fail with status, before anything else is checked;
+// requests for the other items are answered as usual.
+func (g *GCP) FailNextOn(path string, n, status int) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if v := g.item(path); v != nil {
+		v.failN, v.failSt = max(n, 0), status
+	}
 }
 
 // Waiting returns how many long polls are currently waiting for a change.
@@ -118,11 +150,35 @@ func (g *GCP) SetUpcomingMaintenanceBody(body string) {
 func (g *GCP) Waiting() int {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return g.waiting
+	return g.maintenance.waiting + g.preempted.waiting + g.upcoming.waiting
 }
 
-func (g *GCP) setLocked(v *gcpValue, value string) {
-	if v.changed != nil && v.value == value {
+// WaitingOn returns how many long polls for one item (path) are waiting.
+func (g *GCP) WaitingOn(path string) int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if v := g.item(path); v != nil {
+		return v.waiting
+	}
+	return 0
+}
+
+func (g *GCP) item(path string) *gcpValue {
+	switch path {
+	case GCPMaintenanceEventPath:
+		return &g.maintenance
+	case GCPPreemptedPath:
+		return &g.preempted
+	case GCPUpcomingMaintenancePath:
+		return &g.upcoming
+	}
+	return nil
+}
+
+// setLocked sets an item's value; a new value (or force) gets a new ETag and
+// wakes the item's long polls.
+func (g *GCP) setLocked(v *gcpValue, value string, force bool) {
+	if v.changed != nil && v.value == value && !force {
 		return
 	}
 	g.gen++
@@ -141,6 +197,15 @@ func (g *GCP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rec := g.record(r)
 	const ct = "application/text"
 	w.Header().Set("Metadata-Flavor", "Google")
+	v := g.item(r.URL.Path)
+	if rec.fail == 0 && v != nil {
+		g.mu.Lock()
+		if v.failN > 0 {
+			v.failN--
+			rec.fail = v.failSt
+		}
+		g.mu.Unlock()
+	}
 	switch {
 	case rec.fail != 0:
 		g.reply(w, rec, rec.fail, ct, http.StatusText(rec.fail))
@@ -149,20 +214,23 @@ func (g *GCP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			"Your client does not have permission to get URL "+r.URL.Path+" from this server. Missing Metadata-Flavor:Google header.")
 	case r.Method != http.MethodGet:
 		g.reply(w, rec, http.StatusMethodNotAllowed, ct, "Method Not Allowed")
-	case r.URL.Path == GCPMaintenanceEventPath:
-		g.serveValue(w, r, rec, &g.maintenance)
-	case r.URL.Path == GCPPreemptedPath:
-		g.serveValue(w, r, rec, &g.preempted)
-	case r.URL.Path == GCPUpcomingMaintenancePath:
-		g.serveUpcoming(w, rec)
-	default:
+	case v == nil:
 		g.reply(w, rec, http.StatusNotFound, "text/html", "Not Found")
+	default:
+		g.serveValue(w, r, rec, v)
 	}
 }
 
-// serveValue answers a text item, long-polling when asked to.
+// serveValue answers an item, long-polling when asked to.
 func (g *GCP) serveValue(w http.ResponseWriter, r *http.Request, rec received, v *gcpValue) {
 	q := r.URL.Query()
+	g.mu.Lock()
+	absent := v.absent
+	g.mu.Unlock()
+	if absent {
+		g.reply(w, rec, http.StatusNotFound, "text/html", "Not Found")
+		return
+	}
 	if q.Get("wait_for_change") == "true" {
 		var timeout <-chan time.Time
 		if ts := q.Get("timeout_sec"); ts != "" {
@@ -180,7 +248,7 @@ func (g *GCP) serveValue(w http.ResponseWriter, r *http.Request, rec received, v
 		wait := last != "" && last == v.etag
 		changed := v.changed
 		if wait {
-			g.waiting++
+			v.waiting++
 		}
 		g.mu.Unlock()
 		if wait {
@@ -190,7 +258,7 @@ func (g *GCP) serveValue(w http.ResponseWriter, r *http.Request, rec received, v
 			case <-r.Context().Done():
 			}
 			g.mu.Lock()
-			g.waiting--
+			v.waiting--
 			g.mu.Unlock()
 			if r.Context().Err() != nil {
 				// The caller gave up or the server is closing: send nothing.
@@ -199,25 +267,23 @@ func (g *GCP) serveValue(w http.ResponseWriter, r *http.Request, rec received, v
 		}
 	}
 	g.mu.Lock()
-	value, etag := v.value, v.etag
+	value, etag, absent := v.value, v.etag, v.absent
 	g.mu.Unlock()
-	if g.takeMalformed() {
-		value = "<html>\x00garbage{" + value[:len(value)/2]
-	}
-	w.Header().Set("ETag", etag)
-	g.reply(w, rec, http.StatusOK, "application/text", value)
-}
-
-func (g *GCP) serveUpcoming(w http.ResponseWriter, rec received) {
-	g.mu.Lock()
-	body := g.upcoming
-	g.mu.Unlock()
-	if body == nil {
+	if absent {
 		g.reply(w, rec, http.StatusNotFound, "text/html", "Not Found")
 		return
 	}
-	if g.takeMalformed() {
-		body = body[:len(body)*2/3]
+	contentType := "application/text"
+	if v == &g.upcoming {
+		contentType = "application/json"
 	}
-	g.reply(w, rec, http.StatusOK, "application/json", string(body))
+	if g.takeMalformed() {
+		if contentType == "application/json" {
+			value = value[:len(value)*2/3]
+		} else {
+			value = "<html>\x00garbage{" + value[:len(value)/2]
+		}
+	}
+	w.Header().Set("ETag", etag)
+	g.reply(w, rec, http.StatusOK, contentType, value)
 }
