@@ -41,14 +41,57 @@ KUSTOMIZE_VERSION := v5.8.2
 KUSTOMIZE := $(TRELLIS_CACHE)/tools/kustomize-$(KUSTOMIZE_VERSION)/kustomize
 
 # Container engine for `make images` (docker or podman); images are trellis/<daemon>:$(VERSION).
+# Without one, `make images` builds the same images as tarballs in $(BIN)/images with
+# go-containerregistry (scripts/images); `docker load` or `ctr images import` reads them.
 ENGINE ?= $(shell command -v docker || command -v podman)
+IMAGE_REGISTRY ?= trellis
 
 .PHONY: images
-images: ## Build one image per daemon from ./Dockerfile (needs docker or podman).
-	@if [ -z "$(ENGINE)" ]; then echo "make images needs docker or podman (ENGINE=...)"; exit 1; fi; \
+images: ## Build one image per daemon: with docker/podman from ./Dockerfile, else as tarballs in ./bin/images.
+	@if [ -z "$(ENGINE)" ]; then $(MAKE) --no-print-directory image-tarballs; exit 0; fi; \
 	for d in $(DAEMONS); do \
-	  $(ENGINE) build --target $$d --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) -t trellis/$$d:$(VERSION) . ; \
+	  $(ENGINE) build --target $$d --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) -t $(IMAGE_REGISTRY)/$$d:$(VERSION) . ; \
 	done
+
+.PHONY: image-tarballs
+image-tarballs: build ## Build one image tarball per daemon without a container engine (bin/images/<daemon>.tar).
+	$(GO) run ./scripts/images --bin-dir $(BIN) --out $(BIN)/images --registry $(IMAGE_REGISTRY) \
+	  --tag $(VERSION) --revision $(REVISION) $(DAEMONS)
+
+# The local single-node cluster (internal/cluster, docs/development.md): state under
+# $(CLUSTER_STATE); Kubernetes binaries cached beside the testenv's.
+CLUSTER_STATE ?= $(TRELLIS_CACHE)/cluster
+E2E_STATE ?= $(TRELLIS_CACHE)/e2e
+E2E_TIMEOUT ?= 30m
+CLUSTER_PACKAGES := containerd runc containernetworking-plugins iptables conntrack iproute2
+
+.PHONY: clusterbins
+clusterbins: testenv ## Build kubelet, kube-controller-manager, kube-scheduler and kube-proxy into the testenv cache.
+	@scripts/clusterbins.sh >/dev/null
+
+.PHONY: cluster-packages
+cluster-packages: # Debian's containerd, runc, CNI plugins, iptables, conntrack when missing.
+	@missing=; for c in containerd containerd-shim-runc-v2 runc ctr iptables conntrack ip; do \
+	  command -v $$c >/dev/null || missing=1; done; [ -x /usr/lib/cni/bridge ] || missing=1; \
+	if [ -n "$$missing" ]; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(CLUSTER_PACKAGES) >/dev/null; fi
+
+.PHONY: cluster
+cluster: clusterbins cluster-packages image-tarballs ## Start a single-node cluster on this machine (root) with the images of ./bin/images.
+	$(GO) run ./scripts/cluster up --state $(CLUSTER_STATE) --bins "$$(scripts/testenv.sh --path)" --images $(BIN)/images
+
+.PHONY: cluster-down
+cluster-down: ## Stop the cluster of `make cluster` and leave the host as it was.
+	$(GO) run ./scripts/cluster down --state $(CLUSTER_STATE) --bins "$$(scripts/testenv.sh --path)"
+
+.PHONY: e2e
+e2e: ## Deploy every daemon as pods on a fresh single-node cluster and prove each one's job (root on Linux).
+	@if [ "$$(id -u)" != 0 ] || [ "$$(uname -s)" != Linux ]; then echo "make e2e: skipped (needs root on Linux)"; exit 0; fi; \
+	$(MAKE) --no-print-directory clusterbins cluster-packages tools; \
+	rc=0; TRELLIS_E2E=1 TRELLIS_E2E_STATE=$(E2E_STATE) TRELLIS_TESTENV_ASSETS="$$(scripts/testenv.sh --path)" \
+	  TRELLIS_KUSTOMIZE=$(KUSTOMIZE) $(GO) test -count=1 -timeout $(E2E_TIMEOUT) $(TESTFLAGS) ./test/e2e/ || rc=$$?; \
+	$(GO) run ./scripts/cluster down --state $(E2E_STATE) --bins "$$(scripts/testenv.sh --path)" || rc=1; \
+	exit $$rc
 
 .PHONY: tools
 tools: $(KUSTOMIZE) ## Build pinned tools (kustomize) into the cache outside the repo.
@@ -67,27 +110,8 @@ check: ## gofmt and go vet (part of test).
 	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
-# Alerting rules and dashboards of deploy/components/monitoring. promtool: the one on
-# PATH, else the one of Debian's prometheus package, unpacked into the cache (no
-# service installed; needs the apt lists: `apt-get update` once). The query checks
-# are a module of their own (tools/monitoring, outside go.work) so the Prometheus
-# library stays out of the daemons' module graph.
-PROMTOOL ?= $(or $(shell command -v promtool 2>/dev/null),$(TRELLIS_CACHE)/tools/prometheus-deb/usr/bin/promtool)
-MONITORING := deploy/components/monitoring
-
-.PHONY: monitoring
-monitoring: $(PROMTOOL) ## Alerting rules (promtool check/test rules) and the dashboard and rule query checks (part of test).
-	$(PROMTOOL) check rules $(MONITORING)/rules/*.rules.yaml
-	$(PROMTOOL) test rules $(MONITORING)/rules/tests/*.test.yaml
-	cd tools/monitoring && GOWORK=off $(GO) vet ./... && GOWORK=off $(GO) test -count=1 $(TESTFLAGS) ./...
-
-$(TRELLIS_CACHE)/tools/prometheus-deb/usr/bin/promtool:
-	@mkdir -p $(TRELLIS_CACHE)/tools
-	cd $(TRELLIS_CACHE)/tools && rm -f prometheus_*.deb && apt-get download prometheus && \
-	  dpkg-deb -x prometheus_*.deb prometheus-deb && rm -f prometheus_*.deb
-
 .PHONY: test
-test: check testenv tools monitoring ## All tests: gofmt, vet, unit and integration tests against a real kube-apiserver, alerting rules and dashboards.
+test: check testenv tools ## All tests: gofmt, vet, unit and integration tests against a real kube-apiserver.
 	TRELLIS_TESTENV_ASSETS="$$(scripts/testenv.sh --path)" TRELLIS_TESTENV_REQUIRED=true \
 	  TRELLIS_KUSTOMIZE=$(KUSTOMIZE) $(GO) test -count=1 -timeout $(TEST_TIMEOUT) $(TESTFLAGS) ./...
 

@@ -16,7 +16,6 @@ import (
 // NewCommand builds the event-watcher command.
 func NewCommand() *cobra.Command {
 	o := NewOptions()
-	mo := &MetadataOptions{}
 	return daemon.NewCommand(daemon.Spec{
 		Name:  Name,
 		Short: "Cloud scheduled events become Node conditions, taints, Events and safe drains",
@@ -27,17 +26,17 @@ ScheduledEvent, taint and label trellis.dev/scheduled-event, Events) and, per ev
 type, cordons and drains the node through the eviction API (honouring
 PodDisruptionBudgets), optionally approves the event early, and uncordons afterwards.`,
 		ListenAddress: ":8082",
-		Options:       []daemon.Options{o, mo},
-		Run:           func(ctx context.Context, d *daemon.Daemon) error { return run(ctx, d, o, mo) },
+		Options:       []daemon.Options{o},
+		Run:           func(ctx context.Context, d *daemon.Daemon) error { return run(ctx, d, o) },
 	})
 }
 
-func run(ctx context.Context, d *daemon.Daemon, o *Options, mo *MetadataOptions) error {
+func run(ctx context.Context, d *daemon.Daemon, o *Options) error {
 	client, _, err := o.Kube.Clientset(Name)
 	if err != nil {
 		return err
 	}
-	source, err := newSource(ctx, d, client, o, mo)
+	source, err := newSource(ctx, d, client, o)
 	if err != nil {
 		return err
 	}
@@ -52,7 +51,7 @@ func run(ctx context.Context, d *daemon.Daemon, o *Options, mo *MetadataOptions)
 // newSource builds the metadata client, reading the Node's providerID when the
 // provider is auto or Azure's resource names are not given. The API server may be
 // unreachable at start: it retries until ctx ends.
-func newSource(ctx context.Context, d *daemon.Daemon, client kubernetes.Interface, o *Options, mo *MetadataOptions) (imds.Client, error) {
+func newSource(ctx context.Context, d *daemon.Daemon, client kubernetes.Interface, o *Options) (imds.Client, error) {
 	provider, resources := o.Provider, o.AzureResources
 	if provider == "auto" || (provider == imds.Azure && len(resources) == 0) {
 		providerID, err := nodeProviderID(ctx, d, client, o.Node.Name)
@@ -76,7 +75,7 @@ func newSource(ctx context.Context, d *daemon.Daemon, client kubernetes.Interfac
 		}
 		return asClient(imds.NewAzure(imds.AzureOptions{Endpoint: o.Endpoint, Resources: resources}))
 	case imds.AWS:
-		return asClient(imds.NewAWS(imds.AWSOptions{Endpoint: o.Endpoint, TokenTTL: mo.AWSTokenTTL}))
+		return asClient(imds.NewAWS(imds.AWSOptions{Endpoint: o.Endpoint}))
 	default:
 		return asClient(imds.NewGCP(imds.GCPOptions{Endpoint: o.Endpoint}))
 	}
