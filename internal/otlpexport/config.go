@@ -7,6 +7,8 @@ import (
 	"net"
 	"net/url"
 	"time"
+
+	"github.com/trellis-garden/trellis/internal/otlpexport/otlpcompress"
 )
 
 // Protocol is the OTLP transport.
@@ -20,8 +22,9 @@ const (
 
 // Compression values of Config.Compression.
 const (
-	CompressionGzip = "gzip"
-	CompressionNone = "none"
+	CompressionGzip = otlpcompress.Gzip // level 1
+	CompressionZstd = otlpcompress.Zstd // fastest level; the Collector accepts it on both transports
+	CompressionNone = otlpcompress.None
 )
 
 // Defaults applied by New to zero Config fields.
@@ -63,7 +66,7 @@ type Config struct {
 	// BearerTokenFile is read before each send (projected tokens rotate) and sent as
 	// "Authorization: Bearer <token>".
 	BearerTokenFile string
-	// Compression is "gzip" (default) or "none".
+	// Compression is "gzip" (default, level 1), "zstd" or "none".
 	Compression string
 	// Timeout bounds one export request.
 	Timeout time.Duration
@@ -134,8 +137,8 @@ func (cfg Config) validate() error {
 	default:
 		errs = append(errs, fmt.Errorf("protocol %q: want %q or %q", cfg.Protocol, ProtocolGRPC, ProtocolHTTPProtobuf))
 	}
-	if cfg.Compression != CompressionGzip && cfg.Compression != CompressionNone {
-		errs = append(errs, fmt.Errorf("compression %q: want %q or %q", cfg.Compression, CompressionGzip, CompressionNone))
+	if !otlpcompress.Valid(cfg.Compression) {
+		errs = append(errs, fmt.Errorf("compression %q: want %q, %q or %q", cfg.Compression, CompressionGzip, CompressionZstd, CompressionNone))
 	}
 	if cfg.RetryMax < cfg.RetryInitial {
 		errs = append(errs, fmt.Errorf("retry max %s is below retry initial %s", cfg.RetryMax, cfg.RetryInitial))

@@ -15,7 +15,7 @@ import (
 
 func TestDelivery(t *testing.T) {
 	for _, p := range protocols {
-		for _, compression := range []string{otlpexport.CompressionGzip, otlpexport.CompressionNone} {
+		for _, compression := range []string{otlpexport.CompressionGzip, otlpexport.CompressionZstd, otlpexport.CompressionNone} {
 			t.Run(p.name+"/"+compression, func(t *testing.T) {
 				r := p.receiver(t)
 				token := filepath.Join(t.TempDir(), "token")
@@ -38,9 +38,9 @@ func TestDelivery(t *testing.T) {
 				if len(reqs) != 2 {
 					t.Fatalf("%d requests, want 2", len(reqs))
 				}
-				wantCompression := ""
-				if compression == otlpexport.CompressionGzip {
-					wantCompression = "gzip"
+				wantCompression := compression
+				if compression == otlpexport.CompressionNone {
+					wantCompression = ""
 				}
 				for i, req := range reqs {
 					if got, want := req.Headers["authorization"], fmt.Sprintf("Bearer token-%d", i+1); got != want {

@@ -12,7 +12,6 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/encoding/gzip"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
@@ -50,8 +49,8 @@ func newGRPCSender(cfg *Config) (*grpcSender, error) {
 		return nil, fmt.Errorf("creating grpc client: %w", err)
 	}
 	opts := []grpc.CallOption{grpc.ForceCodecV2(grpcraw.Codec{})}
-	if cfg.Compression == CompressionGzip {
-		opts = append(opts, grpc.UseCompressor(gzip.Name))
+	if cfg.Compression != CompressionNone {
+		opts = append(opts, grpc.UseCompressor(cfg.Compression))
 	}
 	return &grpcSender{cfg: cfg, conn: conn, opts: opts}, nil
 }

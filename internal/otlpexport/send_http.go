@@ -2,7 +2,6 @@ package otlpexport
 
 import (
 	"bytes"
-	"compress/gzip"
 	"context"
 	"crypto/tls"
 	"fmt"
@@ -11,12 +10,13 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 	"unicode"
 
 	spb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/trellis-garden/trellis/internal/otlpexport/otlpcompress"
 )
 
 // maxResponseBytes bounds what is read of a receiver's response body.
@@ -51,9 +51,11 @@ func (s *httpSender) send(ctx context.Context, payload []byte) (partialSuccess, 
 		return partialSuccess{}, err
 	}
 	body := payload
-	if s.cfg.Compression == CompressionGzip {
-		if body, err = gzipBytes(payload); err != nil {
-			return partialSuccess{}, err
+	if s.cfg.Compression != CompressionNone {
+		// A new slice each time: the transport may still read a request body
+		// after Do returned.
+		if body, err = otlpcompress.Append(make([]byte, 0, len(payload)/4+64), s.cfg.Compression, payload); err != nil {
+			return partialSuccess{}, fmt.Errorf("compressing export request: %w", err)
 		}
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
@@ -66,8 +68,8 @@ func (s *httpSender) send(ctx context.Context, payload []byte) (partialSuccess, 
 		req.Header.Set(k, v)
 	}
 	req.Header.Set("Content-Type", "application/x-protobuf")
-	if s.cfg.Compression == CompressionGzip {
-		req.Header.Set("Content-Encoding", "gzip")
+	if s.cfg.Compression != CompressionNone {
+		req.Header.Set("Content-Encoding", s.cfg.Compression)
 	}
 	resp, err := s.client.Do(req)
 	if err != nil {
@@ -92,9 +94,9 @@ func (s *httpSender) send(ctx context.Context, payload []byte) (partialSuccess, 
 }
 
 // reusesPayload tells whether send is done with its payload when it returns:
-// with gzip the request body is the compressed copy; without, the transport may
-// still read the payload after the response.
-func (s *httpSender) reusesPayload() bool { return s.cfg.Compression == CompressionGzip }
+// compressed, the request body is a copy; uncompressed, the transport may still
+// read the payload after the response.
+func (s *httpSender) reusesPayload() bool { return s.cfg.Compression != CompressionNone }
 
 func (s *httpSender) close() error {
 	s.client.CloseIdleConnections()
@@ -154,29 +156,4 @@ func errorSummary(contentType string, body []byte) string {
 		return "no message"
 	}
 	return b.String()
-}
-
-// gzipWriters reuses compressors: each holds several hundred KiB of state. Level
-// BestSpeed: metric payloads are repetitive and compress well at level 1, while
-// the default level costs several times the CPU of the whole scrape.
-var gzipWriters = sync.Pool{New: func() any {
-	zw, _ := gzip.NewWriterLevel(io.Discard, gzip.BestSpeed)
-	return zw
-}}
-
-// gzipBytes compresses b into a new slice (the transport may still read a request
-// body after Do returned, so it is never reused).
-func gzipBytes(b []byte) ([]byte, error) {
-	var buf bytes.Buffer
-	buf.Grow(len(b)/4 + 64)
-	zw := gzipWriters.Get().(*gzip.Writer)
-	defer gzipWriters.Put(zw)
-	zw.Reset(&buf)
-	if _, err := zw.Write(b); err != nil {
-		return nil, fmt.Errorf("compressing export request: %w", err)
-	}
-	if err := zw.Close(); err != nil {
-		return nil, fmt.Errorf("compressing export request: %w", err)
-	}
-	return buf.Bytes(), nil
 }

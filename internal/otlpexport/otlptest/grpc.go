@@ -12,7 +12,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
-	_ "google.golang.org/grpc/encoding/gzip" // accept gzip-compressed requests
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/stats"
 	"google.golang.org/grpc/status"
@@ -22,6 +21,7 @@ import (
 	metricspb "go.opentelemetry.io/proto/otlp/metrics/v1"
 
 	"github.com/trellis-garden/trellis/internal/grpcraw"
+	_ "github.com/trellis-garden/trellis/internal/otlpexport/otlpcompress" // accept gzip- and zstd-compressed requests
 )
 
 // NewGRPC starts an OTLP/gRPC metrics receiver (MetricsService/Export) on

@@ -1,7 +1,6 @@
 package otlptest
 
 import (
-	"compress/gzip"
 	"errors"
 	"fmt"
 	"io"
@@ -16,6 +15,8 @@ import (
 	metricspb "go.opentelemetry.io/proto/otlp/metrics/v1"
 	spb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/trellis-garden/trellis/internal/otlpexport/otlpcompress"
 )
 
 // maxBody bounds a request body, compressed or not.
@@ -85,17 +86,12 @@ func decodeHTTPBody(hr *http.Request) (*metricspb.MetricsData, error) {
 		return nil, fmt.Errorf("content type %q, want application/x-protobuf", ct)
 	}
 	var body io.Reader = http.MaxBytesReader(nil, hr.Body, maxBody)
-	switch enc := hr.Header.Get("Content-Encoding"); enc {
-	case "", "identity":
-	case "gzip":
-		zr, err := gzip.NewReader(body)
-		if err != nil {
-			return nil, fmt.Errorf("gzip body: %w", err)
-		}
-		body = io.LimitReader(zr, maxBody+1)
-	default:
-		return nil, fmt.Errorf("content encoding %q not supported", enc)
+	zr, release, err := otlpcompress.NewReader(hr.Header.Get("Content-Encoding"), body)
+	if err != nil {
+		return nil, fmt.Errorf("request body: %w", err)
 	}
+	defer release()
+	body = io.LimitReader(zr, maxBody+1)
 	b, err := io.ReadAll(body)
 	if err != nil {
 		return nil, fmt.Errorf("reading body: %w", err)
