@@ -1,13 +1,14 @@
 # One image per daemon, each a static binary on distroless.
 #   docker build --target wg-gateway -t trellis/wg-gateway:dev .
 # `make images` builds every target (needs a container engine: docker or podman).
+# Every binary is built with the grpcnotrace tag (no golang.org/x/net/trace in gRPC).
 # Build arguments: GO_VERSION, VERSION and REVISION (stamped into `<daemon> version`).
 
 ARG GO_VERSION=1.26.8
 
 FROM golang:${GO_VERSION}-bookworm AS build
 WORKDIR /src
-ENV CGO_ENABLED=0 GOFLAGS=-trimpath GOWORK=off
+ENV CGO_ENABLED=0 GOFLAGS="-trimpath -tags=grpcnotrace" GOWORK=off
 COPY go.mod go.sum ./
 RUN --mount=type=cache,target=/root/go/pkg/mod go mod download
 COPY cmd/ cmd/

@@ -12,6 +12,12 @@ REVISION ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 LDFLAGS  := -s -w -X $(PKG)/internal/version.version=$(VERSION) -X $(PKG)/internal/version.revision=$(REVISION)
 # Go test flags; e.g. `make test TESTFLAGS=-race` or `make test TESTFLAGS='-run Leader -v'`.
 TESTFLAGS ?=
+# Build tags of every build, test, benchmark and demo (exported through GOFLAGS,
+# so the binaries tests and the demo build get them too): grpcnotrace keeps
+# golang.org/x/net/trace, and html/template with it, out of binaries that link
+# gRPC (otel-shoot-scraper: 88 MB -> 48 MB unstripped).
+GOTAGS ?= grpcnotrace
+export GOFLAGS := -tags=$(GOTAGS) $(GOFLAGS)
 TEST_TIMEOUT ?= 30m
 
 .PHONY: help

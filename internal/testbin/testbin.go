@@ -13,12 +13,18 @@ import (
 	"time"
 )
 
+// BuildTags are the build tags of every daemon binary, as the Makefile and the
+// Dockerfile build them: grpcnotrace keeps golang.org/x/net/trace (and
+// html/template) out of binaries that link gRPC.
+const BuildTags = "grpcnotrace"
+
 // Build compiles ./cmd/<name> (relative to the repository root, two levels above
-// the calling package) into a temporary folder and returns the binary's path.
+// the calling package) with BuildTags into a temporary folder and returns the
+// binary's path.
 func Build(t testing.TB, name string) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), name)
-	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/"+name).CombinedOutput(); err != nil {
+	if out, err := exec.Command("go", "build", "-tags", BuildTags, "-o", bin, "../../cmd/"+name).CombinedOutput(); err != nil {
 		t.Fatalf("go build ./cmd/%s: %v\n%s", name, err, out)
 	}
 	return bin
