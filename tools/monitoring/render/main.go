@@ -66,6 +66,11 @@ func run() error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
+	if _, err := os.Stat(*prom); err != nil {
+		if p, lerr := exec.LookPath("prometheus"); lerr == nil {
+			*prom = p
+		}
+	}
 	targets, err := demoTargets(*demoLog)
 	if err != nil {
 		return err
