@@ -81,9 +81,10 @@ func TestCLI(t *testing.T) {
 		code  int
 		out   string
 	}{
-		{"valid from a file", "", []string{"verify", "--keys=" + pub, "-f", signedFile}, 0, "VALID shoot--p--s/managedresource-a-1234"},
-		{"valid from stdin, rotation set", signed, []string{"verify", "--keys=" + otherPub + "," + pub}, 0, "VALID"},
-		{"private key file verifies", signed, []string{"verify", "--keys=" + priv}, 0, "VALID"},
+		{"valid from a file", "", []string{"verify", "--keys=" + pub, "--allow-other", "-f", signedFile}, 0, "VALID shoot--p--s/managedresource-a-1234"},
+		{"valid from stdin, rotation set", signed, []string{"verify", "--keys=" + otherPub + "," + pub, "--allow-other"}, 0, "VALID"},
+		{"a ConfigMap without --allow-other", signed, []string{"verify", "--keys=" + pub}, 1, "REFUSED v1 ConfigMap /passes-through"},
+		{"private key file verifies", signed, []string{"verify", "--keys=" + priv, "--allow-other"}, 0, "VALID"},
 		{"a List", signedList, []string{"verify", "--keys=" + pub}, 0, "VALID shoot--p--s/b"},
 		{"a List with one unsigned item", strings.Replace(signedList, "trellis.dev/signature", "x", 1), []string{"verify", "--keys=" + pub}, 1, "SignatureMissing"},
 		{"unknown key", signed, []string{"verify", "--keys=" + otherPub}, 1, "UnknownKey"},
