@@ -14,6 +14,7 @@ import (
 	"os"
 	"path"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -56,11 +57,11 @@ var ErrLatest = errors.New("image reference needs a version tag (never latest)")
 
 // Build assembles the image described by spec.
 func Build(spec Spec) (name.Tag, v1.Image, error) {
-	tag, err := name.NewTag(spec.Ref, name.StrictValidation)
+	tag, err := name.NewTag(spec.Ref, name.WeakValidation)
 	if err != nil {
 		return name.Tag{}, nil, fmt.Errorf("image reference %q: %w", spec.Ref, err)
 	}
-	if tag.TagStr() == "latest" {
+	if !strings.Contains(path.Base(spec.Ref), ":") || tag.TagStr() == "latest" {
 		return name.Tag{}, nil, fmt.Errorf("%q: %w", spec.Ref, ErrLatest)
 	}
 	layerTar, err := layer(spec)
