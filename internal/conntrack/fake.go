@@ -3,6 +3,7 @@ package conntrack
 import (
 	"context"
 	"sync"
+	"time"
 )
 
 // Fake is an in-memory table with the same Dump and ListenDestroy behaviour as
@@ -80,19 +81,39 @@ func (f *Fake) Dump(ctx context.Context, fn func(*Flow)) error {
 	return ctx.Err()
 }
 
-// ListenDestroy delivers Destroy events until ctx ends or Overflow is called.
-func (f *Fake) ListenDestroy(ctx context.Context, ready func(), fn func(EventType, *Flow)) error {
-	if ready != nil {
-		ready()
+// Listen delivers Destroy events until ctx ends; Idle is called whenever no
+// event is pending, Overflow (or, without it, a return of ErrOverflow) when
+// Overflow is called on the fake.
+func (f *Fake) Listen(ctx context.Context, h Handlers) error {
+	if h.Ready != nil {
+		h.Ready()
 	}
 	for {
+		since := time.Now()
+		select {
+		case fl := <-f.events:
+			h.Event(EventDestroy, &fl)
+			continue
+		default:
+		}
+		if h.Idle != nil {
+			h.Idle(since)
+		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-f.overflow:
-			return ErrOverflow
+			if h.Overflow == nil {
+				return ErrOverflow
+			}
+			h.Overflow()
 		case fl := <-f.events:
-			fn(EventDestroy, &fl)
+			h.Event(EventDestroy, &fl)
 		}
 	}
+}
+
+// ListenDestroy is Listen with only Ready and Event, as on Conn.
+func (f *Fake) ListenDestroy(ctx context.Context, ready func(), fn func(EventType, *Flow)) error {
+	return f.Listen(ctx, Handlers{Ready: ready, Event: fn})
 }

@@ -127,7 +127,7 @@ func BenchmarkDump100k(b *testing.B) {
 	}
 	tr := newTestTracer("n1", fake, testIndex("n1"))
 	ctx := context.Background()
-	if err := tr.dump(ctx); err != nil {
+	if _, err := tr.dump(ctx); err != nil {
 		b.Fatal(err)
 	}
 	base := timeIt(b.N, func(int) {
@@ -136,7 +136,7 @@ func BenchmarkDump100k(b *testing.B) {
 	})
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		if err := tr.dump(ctx); err != nil {
+		if _, err := tr.dump(ctx); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -161,7 +161,7 @@ func BenchmarkFirstDump100k(b *testing.B) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		tr := newTestTracer("n1", fake, testIndex("n1"))
-		if err := tr.dump(ctx); err != nil {
+		if _, err := tr.dump(ctx); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -196,7 +196,7 @@ func BenchmarkRealDump100k(b *testing.B) {
 	b.Cleanup(func() { _ = conn.Close() })
 	tr := newTestTracer("n1", conn, testIndex("n1"))
 	ctx := context.Background()
-	if err := tr.dump(ctx); err != nil {
+	if _, err := tr.dump(ctx); err != nil {
 		b.Fatal(err)
 	}
 	if n := len(tr.p.flows); n != benchFlows {
@@ -209,7 +209,7 @@ func BenchmarkRealDump100k(b *testing.B) {
 	})
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		if err := tr.dump(ctx); err != nil {
+		if _, err := tr.dump(ctx); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -75,9 +75,17 @@ func runWith(ctx context.Context, d *daemon.Daemon, o *Options, client kubernete
 		nodes: nodeInf.Lister(), pods: podInf.Lister(),
 		region: o.sameRegion, other: o.otherRegion,
 		dirty: make(chan struct{}, 1), resync: make(chan struct{}, 1), gate: daemon.NewGate(),
+		state: o.StateFile, stateMaxFlows: o.StateMaxFlows, stateMaxAge: o.StateMaxAge, finalTimeout: DefaultFinalDumpTimeout,
 	}
 	if !o.CountExisting {
 		t.p.BaselineFirstDump()
+	}
+	if o.StateFile != "" {
+		id, err := selfIdentity(o.ProcFS)
+		if err != nil {
+			return fmt.Errorf("--state.file: %w", err)
+		}
+		t.id = id
 	}
 	changed := cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(any) { t.markDirty() },
@@ -140,10 +148,15 @@ func runWith(ctx context.Context, d *daemon.Daemon, o *Options, client kubernete
 	d.Registry.MustRegister(newFlowCollector(d.Namespace, t.p, o.Labels, prices))
 
 	setupAccounting(t, o)
+	t.loadState()
 	d.Mux.Handle("/flows", t)
 	d.Go("index", t.indexLoop)
-	d.Go("events", t.eventLoop)
-	return t.dumpLoop(ctx)
+	// The event listener outlives ctx: at shutdown the final dump needs the
+	// DESTROY events of the entries it misses. dumpLoop stops it when done.
+	ectx, stopEvents := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopEvents()
+	d.Go("events", func(context.Context) error { return t.eventLoop(ectx) })
+	return t.dumpLoop(ctx, stopEvents)
 }
 
 // setupAccounting switches nf_conntrack_acct on when allowed and warns loudly

@@ -25,6 +25,8 @@ type metrics struct {
 	accounting     prometheus.Gauge
 	indexRebuilds  prometheus.Counter
 	indexEndpoints prometheus.Gauge
+	stateLoads     *prometheus.CounterVec
+	stateSaves     *prometheus.CounterVec
 }
 
 func newMetrics(ns string) *metrics {
@@ -44,11 +46,15 @@ func newMetrics(ns string) *metrics {
 			Help: "Rebuilds of the address index after Node or Pod changes."}),
 		indexEndpoints: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "index_addresses",
 			Help: "Addresses and prefixes in the address index (node InternalIPs, podCIDRs, pod IPs)."}),
+		stateLoads: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "state_loads_total",
+			Help: "State file reads at start by result: restored, missing, damaged, stale, other_boot, other_netns, error."}, []string{"result"}),
+		stateSaves: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "state_saves_total",
+			Help: "State file writes at shutdown by result (success, error)."}, []string{"result"}),
 	}
 }
 
 func (m *metrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.dumps, m.dumpDuration, m.overflows, m.listenErrors, m.accounting, m.indexRebuilds, m.indexEndpoints}
+	return []prometheus.Collector{m.dumps, m.dumpDuration, m.overflows, m.listenErrors, m.accounting, m.indexRebuilds, m.indexEndpoints, m.stateLoads, m.stateSaves}
 }
 
 // flowCollector exposes the processor's records, projected on the configured
@@ -60,7 +66,8 @@ type flowCollector struct {
 
 	bytes, packets, cost, price  *prometheus.Desc
 	tracked, records, lost, fold *prometheus.Desc
-	destroys                     *prometheus.Desc
+	destroys, late, dup, resumed *prometheus.Desc
+	restored                     *prometheus.Desc
 }
 
 func newFlowCollector(ns string, p *Processor, labels string, prices Prices) *flowCollector {
@@ -80,22 +87,27 @@ func newFlowCollector(ns string, p *Processor, labels string, prices Prices) *fl
 		packets:  d("packets_total", "IP packets, labelled as bytes_total.", ls...),
 		cost:     d("cost_dollars_total", "Estimated transfer cost in US dollars by traffic class (bytes / GiB x the class's price).", "class"),
 		price:    d("price_dollars_per_gib", "The price table in use, US dollars per GiB by traffic class.", "class"),
-		tracked:  d("tracked_flows", "Conntrack entries held in memory (live entries plus tombstones of destroyed ones until the next dump)."),
+		tracked:  d("tracked_flows", "Conntrack entries held in memory: live entries plus tombstones (entries a dump missed, waiting for their DESTROY event; destroyed ones, until a later dump)."),
 		records:  d("records", "Distinct aggregates (zones, direction, class, namespace, workload) kept; bounded by --metrics.max-records."),
-		lost:     d("flows_lost_total", "Entries that vanished between two dumps without a DESTROY event seen: their last bytes since the previous dump are not counted."),
+		lost:     d("flows_lost_total", "Entries that left the table without a DESTROY event (lost to ENOBUFS, or never sent for entries created before the listener): their bytes after their last dump are not counted."),
 		fold:     d("records_folded_total", "New aggregates whose namespace and workload were folded into _other because --metrics.max-records was reached."),
 		destroys: d("destroy_events_total", "DESTROY events accounted."),
+		late:     d("destroy_events_late_total", "DESTROY events of entries a dump had already missed: only the difference to their last counters was counted."),
+		dup:      d("destroy_events_duplicate_total", "DESTROY events of entries already accounted to their end (duplicates): ignored."),
+		resumed:  d("flows_resumed_total", "Entries missing from one dump and seen again by a later one: counted on from their last counters."),
+		restored: d("state_flows_total", "Open flows restored from the state file by outcome: matched (seen again, the difference counted), ended (gone before the first dump).", "outcome"),
 	}
 }
 
 func (c *flowCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.bytes, c.packets, c.cost, c.price, c.tracked, c.records, c.lost, c.fold, c.destroys} {
+	for _, d := range []*prometheus.Desc{c.bytes, c.packets, c.cost, c.price, c.tracked, c.records, c.lost, c.fold, c.destroys, c.late, c.dup, c.resumed, c.restored} {
 		ch <- d
 	}
 }
 
 func (c *flowCollector) Collect(ch chan<- prometheus.Metric) {
 	recs, st, tracked := c.p.snapshot()
+	c.p.markScraped(recs)
 	type sums struct {
 		labels         []string
 		bytes, packets uint64
@@ -136,4 +148,9 @@ func (c *flowCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.lost, prometheus.CounterValue, float64(st.lostFlows))
 	ch <- prometheus.MustNewConstMetric(c.fold, prometheus.CounterValue, float64(st.foldedRecords))
 	ch <- prometheus.MustNewConstMetric(c.destroys, prometheus.CounterValue, float64(st.destroyEvents))
+	ch <- prometheus.MustNewConstMetric(c.late, prometheus.CounterValue, float64(st.lateDestroys))
+	ch <- prometheus.MustNewConstMetric(c.dup, prometheus.CounterValue, float64(st.staleEvents))
+	ch <- prometheus.MustNewConstMetric(c.resumed, prometheus.CounterValue, float64(st.resumedFlows))
+	ch <- prometheus.MustNewConstMetric(c.restored, prometheus.CounterValue, float64(st.restoredSeen), "matched")
+	ch <- prometheus.MustNewConstMetric(c.restored, prometheus.CounterValue, float64(st.restoredGone), "ended")
 }

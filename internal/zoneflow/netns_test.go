@@ -28,15 +28,17 @@ type readySource struct {
 	ready chan struct{}
 }
 
-func (s *readySource) ListenDestroy(ctx context.Context, _ func(), fn func(conntrack.EventType, *conntrack.Flow)) error {
-	return s.Conn.ListenDestroy(ctx, func() { close(s.ready) }, fn)
+func (s *readySource) Listen(ctx context.Context, h conntrack.Handlers) error {
+	h.Ready = func() { close(s.ready) }
+	return s.Conn.Listen(ctx, h)
 }
 
 func newTestTracer(node string, src FlowSource, ix *ipIndex) *tracer {
 	p := NewProcessor(DefaultMaxRecords)
 	p.SetIndex(ix)
 	return &tracer{node: node, src: src, p: p, m: newMetrics("test"), log: slog.New(slog.DiscardHandler), top: 10,
-		prices: Prices{}, dirty: make(chan struct{}, 1), resync: make(chan struct{}, 1), gate: daemon.NewGate()}
+		prices: Prices{}, dirty: make(chan struct{}, 1), resync: make(chan struct{}, 1), gate: daemon.NewGate(),
+		finalTimeout: DefaultFinalDumpTimeout, stateMaxFlows: DefaultStateMaxFlows, stateMaxAge: DefaultStateMaxAge}
 }
 
 // tcpExchange sends up bytes from client namespace to addr and down bytes back.
@@ -145,7 +147,7 @@ func TestTwoNodesCountEachByteOnce(t *testing.T) {
 	// A dump in the middle: long flows are counted from dumps, the rest from
 	// DESTROY events, never twice.
 	for _, tr := range tracers {
-		if err := tr.dump(ctx); err != nil {
+		if _, err := tr.dump(ctx); err != nil {
 			t.Fatal(err)
 		}
 	}

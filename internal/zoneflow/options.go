@@ -31,6 +31,16 @@ const (
 	DefaultMaxRecords = 5000
 	// DefaultTop is the length of the /flows list.
 	DefaultTop = 20
+	// DefaultStateMaxFlows bounds the state file: at most ~50 bytes a flow, so
+	// a million open flows take at most ~50 MB (typically ~25).
+	DefaultStateMaxFlows = 1 << 20
+	// DefaultStateMaxAge: a restart takes seconds to minutes; a file older
+	// than an hour is from a daemon that was gone long enough for most of its
+	// flows to have ended (and their entries' IDs to be reused).
+	DefaultStateMaxAge = time.Hour
+	// DefaultFinalDumpTimeout bounds the final dump at shutdown (a million
+	// entries take about a second), within the default --shutdown.timeout.
+	DefaultFinalDumpTimeout = 15 * time.Second
 )
 
 // DefaultSameRegionCIDRs are private and shared address space: an address there
@@ -52,6 +62,9 @@ type Options struct {
 	Top              int
 	ClusterPods      bool
 	CountExisting    bool
+	StateFile        string
+	StateMaxFlows    int
+	StateMaxAge      time.Duration
 
 	sameRegion, otherRegion []netip.Prefix
 
@@ -67,6 +80,9 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&o.EnableAccounting, "conntrack.enable-accounting", true, "Switch net.netfilter.nf_conntrack_acct on at start when it is off (needs a writable /proc/sys); without it flows carry no byte counters.")
 	fs.BoolVar(&o.CountExisting, "conntrack.count-existing", false, "Count the bytes that flows already open at start carried before it. Their counters hold the flow's whole history (days, for a long-lived connection), which after every restart would land in the metrics at once; off, the first dump only sets each flow's baseline and a restart loses at most one --conntrack.dump-interval of their bytes.")
 	fs.IntVar(&o.EventBuffer, "conntrack.event-buffer", DefaultEventBuffer, "Receive buffer of the DESTROY event socket in bytes (capped by net.core.rmem_max); on overflow events are lost and the table is dumped again.")
+	fs.StringVar(&o.StateFile, "state.file", "", "File for the accounting state across restarts (empty: none). At SIGTERM, after a final dump, the daemon writes the last counters of every open flow and what was counted after the last scrape; at start it reads and removes the file, so the first dump counts what open flows sent meanwhile instead of setting a baseline. Damaged, stale or other-boot files are ignored. Use a hostPath: the file must outlive the pod.")
+	fs.IntVar(&o.StateMaxFlows, "state.max-flows", DefaultStateMaxFlows, "Most open flows the state file holds (at most ~50 bytes each); beyond it the rest start from a baseline after a restart.")
+	fs.DurationVar(&o.StateMaxAge, "state.max-age", DefaultStateMaxAge, "A state file older than this is ignored (stale).")
 	fs.StringVar(&o.ProcFS, "path.procfs", "/proc", "procfs mount point, for net/netfilter/nf_conntrack_acct.")
 	fs.StringVar(&o.Labels, "labels", LabelsZone, "Labels of bytes_total and packets_total beyond source_zone, destination_zone, direction: zone (none), namespace, or workload (namespace and workload). More labels, more series.")
 	fs.IntVar(&o.MaxRecords, "metrics.max-records", DefaultMaxRecords, "Most distinct aggregates (zones x direction x class x namespace x workload) kept; beyond it new namespaces and workloads are folded into _other.")
@@ -120,6 +136,12 @@ func (o *Options) Validate() error {
 		if _, err := LoadPrices(o.PricesFile, Prices{}); err != nil {
 			errs = append(errs, fmt.Errorf("--cost.prices-file: %w", err))
 		}
+	}
+	if o.StateMaxFlows < 0 {
+		errs = append(errs, fmt.Errorf("--state.max-flows: must not be negative, got %d", o.StateMaxFlows))
+	}
+	if o.StateMaxAge <= 0 {
+		errs = append(errs, fmt.Errorf("--state.max-age: must be positive, got %s", o.StateMaxAge))
 	}
 	if o.Top < 1 {
 		errs = append(errs, fmt.Errorf("--flows.top: must be at least 1, got %d", o.Top))

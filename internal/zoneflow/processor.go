@@ -2,8 +2,10 @@ package zoneflow
 
 import (
 	"cmp"
+	"context"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/trellis-garden/trellis/internal/conntrack"
 )
@@ -48,6 +50,31 @@ func keyOf(f *conntrack.Flow) flowKey {
 	return flowKey{id: f.ID, sport: f.OrigSrcPort, dport: f.OrigDstPort, zone: f.Zone, proto: f.Proto}
 }
 
+// Flow states. A flow is live while dumps see it. One missing from a dump
+// becomes vanished: a tombstone holding its last counters, so that a DESTROY
+// event read later (the event reader lags, or the dump itself expired the entry
+// and the kernel sent the event after the dump) adds only the difference, and a
+// dump that sees it again (a dump can miss an entry) resumes it. A vanished flow
+// is dropped as lost when a further dump confirms it gone and the event reader
+// has since found its queue empty: its DESTROY event, sent before the entry left
+// the table, was lost (ENOBUFS) or never sent. A destroyed flow has been
+// accounted to its final counters; its tombstone ignores stale dump copies and
+// duplicated events until a dump that began after the DESTROY has ended. A
+// restored flow comes from the state file of the previous run: its last
+// counters, not yet matched to a live entry.
+const (
+	stLive uint8 = iota
+	stVanished
+	stDestroyed
+	stRestored
+)
+
+// vanishedDumps: a vanished flow is dropped after this many further dumps even
+// when the event reader never reported an empty queue since (it is not
+// running, or events keep arriving faster than it reads them), so tombstones
+// stay bounded. A reader that lags this far behind has overflowed long since.
+const vanishedDumps = 30
+
 // flowState is the per-flow memory: the counters last accounted and the two
 // records (indexes, -1 for "not reported here") the flow's directions add to.
 // Kept in a slab, addressed through a map of flowKey -> slab index, so one map
@@ -57,13 +84,16 @@ type flowState struct {
 	replyBytes, replyPkts uint64
 	recOrig, recReply     int32
 	gen                   uint32 // index generation the records were resolved with
-	epoch                 uint32 // dump epoch last seen (or destroyed in)
-	destroyed             bool   // tombstone: ignore stale dump copies until swept
+	// epoch: live, the last dump that saw it; vanished, the dump that missed it
+	// first; destroyed, the dump epoch current at the DESTROY.
+	epoch  uint32
+	status uint8
 }
 
 // Processor turns conntrack dumps and DESTROY events into per-record byte and
-// packet totals, counting each byte once: deltas against the last counters seen.
-// It is safe for concurrent use.
+// packet totals, counting each byte once whatever the order in which dumps and
+// events report a flow: deltas against the last counters seen, tombstones for
+// flows that left the table. It is safe for concurrent use.
 type Processor struct {
 	mu     sync.Mutex
 	ix     *ipIndex
@@ -75,11 +105,26 @@ type Processor struct {
 	recIdx map[recordKey]int32
 	recs   []record
 
+	// ended is the last dump that ended and when; idleEpoch the last ended
+	// dump after whose end the event reader found its queue empty.
+	ended     uint32
+	endedAt   time.Time
+	idleEpoch uint32
+	idleAt    time.Time
+	idleCond  *sync.Cond
+
+	// scraped are the records as the last /metrics scrape showed them.
+	scraped []record
+
 	maxRecords int
 	stats      procStats
 	// baseline: entries first seen in the first dump set their counters'
 	// baseline and count nothing (see BaselineFirstDump).
 	baseline bool
+	// restored: flows were restored from a complete state file; entries the
+	// first dump finds that the file does not hold started after it was
+	// written and count whole.
+	restored bool
 }
 
 // procStats are the processor's own counters, read by the metrics collector.
@@ -87,17 +132,24 @@ type procStats struct {
 	lostFlows     uint64 // entries that vanished without a DESTROY event seen
 	foldedRecords uint64 // new record keys folded into namespace/workload _other
 	destroyEvents uint64
+	staleEvents   uint64 // DESTROY events of flows already accounted to the end (duplicates)
+	resumedFlows  uint64 // vanished flows a later dump saw again
+	lateDestroys  uint64 // DESTROY events of vanished flows: counted the difference only
+	restoredSeen  uint64 // restored flows matched to a live entry
+	restoredGone  uint64 // restored flows that ended while the daemon was down
 }
 
 // NewProcessor returns a processor with an empty index; maxRecords bounds the
 // distinct aggregates (and so the metric series) it keeps.
 func NewProcessor(maxRecords int) *Processor {
-	return &Processor{
+	p := &Processor{
 		ix:         buildIndex("", nil, nil, nil, nil),
 		flows:      map[flowKey]uint32{},
 		recIdx:     map[recordKey]int32{},
 		maxRecords: maxRecords,
 	}
+	p.idleCond = sync.NewCond(&p.mu)
+	return p
 }
 
 // BaselineFirstDump makes the first dump set each live entry's baseline instead of
@@ -120,11 +172,13 @@ func (p *Processor) SetIndex(ix *ipIndex) {
 	p.mu.Unlock()
 }
 
-// BeginDump starts a dump: flows observed from now on belong to it.
-func (p *Processor) BeginDump() {
+// BeginDump starts a dump: flows observed from now on belong to it. It
+// returns the dump's epoch.
+func (p *Processor) BeginDump() uint32 {
 	p.mu.Lock()
+	defer p.mu.Unlock()
 	p.epoch++
-	p.mu.Unlock()
+	return p.epoch
 }
 
 // Observe accounts one entry from a dump.
@@ -142,26 +196,93 @@ func (p *Processor) Destroy(f *conntrack.Flow) {
 	p.mu.Unlock()
 }
 
-// EndDump ends a complete dump: entries it did not contain are gone (their
-// DESTROY event was lost or never sent), tombstones older than the dump are
-// dropped. It returns how many entries vanished without a DESTROY event.
+// EventsIdle tells that the event reader found its queue empty at since:
+// every DESTROY event the kernel sent before then has been passed to Destroy
+// (or was lost). Flows that vanished from a dump that ended before since and
+// are still without their event will never get one.
+func (p *Processor) EventsIdle(since time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if since.After(p.idleAt) {
+		p.idleAt = since
+	}
+	if p.ended > p.idleEpoch && since.After(p.endedAt) {
+		p.idleEpoch = p.ended
+		p.idleCond.Broadcast()
+	}
+}
+
+// WaitEventsIdle waits until the event reader has been idle after the end of
+// dump epoch (every DESTROY event of an entry that dump missed is accounted),
+// or until ctx ends; it reports whether it got there.
+func (p *Processor) WaitEventsIdle(ctx context.Context, epoch uint32) bool {
+	stop := context.AfterFunc(ctx, func() {
+		p.mu.Lock()
+		p.idleCond.Broadcast()
+		p.mu.Unlock()
+	})
+	defer stop()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for p.idleEpoch < epoch && ctx.Err() == nil {
+		p.idleCond.Wait()
+	}
+	return p.idleEpoch >= epoch
+}
+
+// EndDump ends a complete dump. Live flows it did not contain become vanished
+// tombstones; vanished flows it confirms gone are dropped as lost once the
+// event reader has been idle since they vanished; destroyed tombstones older
+// than the dump are dropped. It returns how many flows were dropped as lost.
 func (p *Processor) EndDump() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	e := p.epoch
 	lost := 0
 	for k, i := range p.flows {
 		st := &p.slab[i]
-		if st.epoch == p.epoch {
-			continue
+		drop := false
+		switch st.status {
+		case stLive:
+			if st.epoch != e {
+				st.status, st.epoch = stVanished, e
+			}
+		case stVanished:
+			if st.epoch != e && (st.epoch <= p.idleEpoch || e-st.epoch >= vanishedDumps) {
+				drop = true
+				lost++
+			}
+		case stDestroyed:
+			drop = st.epoch != e
+		case stRestored:
+			// Ended while the daemon was down: the bytes of its last moments
+			// are not known.
+			drop = true
+			p.stats.restoredGone++
 		}
-		if !st.destroyed {
-			lost++
+		if drop {
+			delete(p.flows, k)
+			p.free = append(p.free, i)
 		}
-		delete(p.flows, k)
-		p.free = append(p.free, i)
 	}
 	p.stats.lostFlows += uint64(lost)
+	p.ended, p.endedAt = e, time.Now()
 	return lost
+}
+
+func (p *Processor) alloc(k flowKey) *flowState {
+	var i uint32
+	if n := len(p.free); n > 0 {
+		i = p.free[n-1]
+		p.free = p.free[:n-1]
+	} else {
+		i = uint32(len(p.slab))
+		p.slab = append(p.slab, flowState{})
+	}
+	p.flows[k] = i
+	st := &p.slab[i]
+	*st = flowState{}
+	return st
 }
 
 func (p *Processor) observe(f *conntrack.Flow, destroy bool) {
@@ -170,27 +291,31 @@ func (p *Processor) observe(f *conntrack.Flow, destroy bool) {
 	var st *flowState
 	if ok {
 		st = &p.slab[i]
-		if st.destroyed {
+		switch st.status {
+		case stDestroyed:
 			// Already final: a dump that started before the DESTROY event may
-			// still carry the entry with older counters.
+			// still carry the entry with older counters, or the event came twice.
+			if destroy {
+				p.stats.staleEvents++
+			}
 			return
+		case stVanished:
+			if destroy {
+				p.stats.lateDestroys++
+			} else {
+				p.stats.resumedFlows++
+			}
+		case stRestored:
+			p.stats.restoredSeen++
+			p.resolve(f, st)
 		}
 		if st.gen != p.gen {
 			p.resolve(f, st)
 		}
 	} else {
-		if n := len(p.free); n > 0 {
-			i = p.free[n-1]
-			p.free = p.free[:n-1]
-		} else {
-			i = uint32(len(p.slab))
-			p.slab = append(p.slab, flowState{})
-		}
-		st = &p.slab[i]
-		*st = flowState{}
+		st = p.alloc(k)
 		p.resolve(f, st)
-		p.flows[k] = i
-		if p.baseline && p.epoch == 1 && !destroy {
+		if p.baseline && !p.restored && p.epoch == 1 && p.ended == 0 && !destroy {
 			st.origBytes, st.origPkts = f.OrigBytes, f.OrigPackets
 			st.replyBytes, st.replyPkts = f.ReplyBytes, f.ReplyPackets
 		}
@@ -206,7 +331,10 @@ func (p *Processor) observe(f *conntrack.Flow, destroy bool) {
 		rec.packets += delta(f.ReplyPackets, &st.replyPkts)
 	}
 	st.epoch = p.epoch
-	st.destroyed = destroy
+	st.status = stLive
+	if destroy {
+		st.status = stDestroyed
+	}
 }
 
 // delta is what a counter grew by since last; a counter that went down was
@@ -247,6 +375,12 @@ func (p *Processor) recordFor(src, dst endpoint) int32 {
 	default:
 		return -1
 	}
+	return p.recordByKey(k)
+}
+
+// recordByKey finds or adds the record of k, folding namespace and workload
+// into _other beyond maxRecords.
+func (p *Processor) recordByKey(k recordKey) int32 {
 	if r, ok := p.recIdx[k]; ok {
 		return r
 	}

@@ -22,7 +22,7 @@ import (
 // production, conntrack.Fake in unit tests.
 type FlowSource interface {
 	Dump(ctx context.Context, fn func(*conntrack.Flow)) error
-	ListenDestroy(ctx context.Context, ready func(), fn func(conntrack.EventType, *conntrack.Flow)) error
+	Listen(ctx context.Context, h conntrack.Handlers) error
 }
 
 // indexRebuildSpacing: a rollout changes many pods at once; rebuilding the index
@@ -47,10 +47,19 @@ type tracer struct {
 	// region and other are --network.*-cidrs.
 	region, other []netip.Prefix
 
+	// state is --state.file ("" for none); see state.go.
+	state         string
+	stateMaxFlows int
+	stateMaxAge   time.Duration
+	finalTimeout  time.Duration
+	id            identity
+
 	dirty      chan struct{} // Node or Pod changed
 	resync     chan struct{} // events were lost: dump now
 	gate       *daemon.Gate
 	accounting atomic.Bool
+	// listening, if set, is called when the event listener has joined its group.
+	listening func()
 }
 
 func (t *tracer) markDirty() {
@@ -96,29 +105,34 @@ func (t *tracer) indexLoop(ctx context.Context) error {
 	}
 }
 
-// dump runs one full dump through the processor.
-func (t *tracer) dump(ctx context.Context) error {
+// dump runs one full dump through the processor and returns its epoch.
+func (t *tracer) dump(ctx context.Context) (uint32, error) {
 	t.checkAccounting()
 	start := time.Now()
-	t.p.BeginDump()
+	epoch := t.p.BeginDump()
 	err := t.src.Dump(ctx, t.p.Observe)
 	if err != nil {
 		t.m.dumps.WithLabelValues("error").Inc()
-		return err
+		return epoch, err
 	}
 	t.p.EndDump()
 	t.m.dumpDuration.Observe(time.Since(start).Seconds())
 	t.m.dumps.WithLabelValues("success").Inc()
-	return nil
+	return epoch, nil
 }
 
-func (t *tracer) dumpLoop(ctx context.Context) error {
+// dumpLoop dumps every interval and at once after an event overflow. When ctx
+// ends it runs a final dump, waits for the DESTROY events of the entries that
+// dump missed, writes the state file and only then stops the event listener
+// (stopEvents).
+func (t *tracer) dumpLoop(ctx context.Context, stopEvents func()) error {
+	defer stopEvents()
 	tick := time.NewTicker(t.interval)
 	defer tick.Stop()
 	for {
-		if err := t.dump(ctx); err != nil {
+		if _, err := t.dump(ctx); err != nil {
 			if ctx.Err() != nil {
-				return nil
+				break
 			}
 			t.log.Warn("conntrack dump failed", "err", err)
 			t.gate.Set(err)
@@ -127,33 +141,95 @@ func (t *tracer) dumpLoop(ctx context.Context) error {
 		}
 		select {
 		case <-ctx.Done():
-			return nil
 		case <-tick.C:
+			continue
 		case <-t.resync:
+			continue
 		}
+		break
 	}
+	t.finish(context.WithoutCancel(ctx))
+	return nil
+}
+
+// finish is the shutdown path: a final dump (the bytes since the last one) and
+// the state file.
+func (t *tracer) finish(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, t.finalTimeout)
+	defer cancel()
+	epoch, err := t.dump(ctx)
+	if err != nil {
+		t.log.Warn("final conntrack dump failed", "err", err)
+		if t.state != "" {
+			t.m.stateSaves.WithLabelValues("error").Inc()
+			t.log.Warn("state file not written: without a final dump its counters would be old", "path", t.state)
+		}
+		return
+	}
+	// Entries the final dump missed ended before it: their DESTROY events are
+	// queued or already read.
+	if !t.p.WaitEventsIdle(ctx, epoch) {
+		t.log.Warn("event reader did not catch up with the final dump", "timeout", t.finalTimeout.String())
+	}
+	if t.state == "" {
+		return
+	}
+	s := t.p.saveState(t.stateMaxFlows)
+	s.bootID, s.netns, s.written = t.id.bootID, t.id.netns, time.Now()
+	if err := writeState(t.state, encodeState(s)); err != nil {
+		t.m.stateSaves.WithLabelValues("error").Inc()
+		t.log.Warn("cannot write state file", "path", t.state, "err", err)
+		return
+	}
+	t.m.stateSaves.WithLabelValues("success").Inc()
+	if !s.complete {
+		t.log.Warn("state file holds only part of the open flows", "path", t.state, "flows", len(s.flows), "limit", t.stateMaxFlows)
+	}
+	t.log.Info("state file written", "path", t.state, "flows", len(s.flows), "records", len(s.records))
+}
+
+// loadState restores the previous run's state file, if any and usable.
+func (t *tracer) loadState() {
+	if t.state == "" {
+		return
+	}
+	s, result, err := readState(t.state, t.stateMaxFlows, t.stateMaxAge, t.id, time.Now())
+	t.m.stateLoads.WithLabelValues(result).Inc()
+	switch result {
+	case loadMissing:
+		t.log.Info("no state file: open flows start from a baseline", "path", t.state)
+		return
+	case loadRestored:
+	default:
+		t.log.Warn("state file ignored: open flows start from a baseline", "path", t.state, "reason", result, "err", err)
+		return
+	}
+	t.p.restoreState(s)
+	t.log.Info("state file restored", "path", t.state, "flows", len(s.flows), "records", len(s.records), "complete", s.complete,
+		"age", time.Since(s.written).Round(time.Millisecond).String())
 }
 
 // eventLoop accounts DESTROY events (short flows end between two dumps) and
-// reopens the socket after failures; an overflow triggers a resync dump.
+// reopens the socket after failures; an overflow triggers a resync dump while
+// the listener goes on reading what is queued.
 func (t *tracer) eventLoop(ctx context.Context) error {
 	wait := time.Second
 	for {
-		err := t.src.ListenDestroy(ctx, nil, func(typ conntrack.EventType, f *conntrack.Flow) {
-			if typ == conntrack.EventDestroy {
-				t.p.Destroy(f)
-			}
+		err := t.src.Listen(ctx, conntrack.Handlers{
+			Ready: t.onListening,
+			Event: func(typ conntrack.EventType, f *conntrack.Flow) {
+				if typ == conntrack.EventDestroy {
+					t.p.Destroy(f)
+				}
+			},
+			Idle:     t.p.EventsIdle,
+			Overflow: t.overflow,
 		})
 		if ctx.Err() != nil {
 			return nil
 		}
 		if errors.Is(err, conntrack.ErrOverflow) {
-			t.m.overflows.Inc()
-			t.log.Warn("conntrack events lost, resyncing by dump", "err", err)
-			select {
-			case t.resync <- struct{}{}:
-			default:
-			}
+			t.overflow()
 			wait = time.Second
 			continue
 		}
@@ -165,6 +241,21 @@ func (t *tracer) eventLoop(ctx context.Context) error {
 		case <-time.After(wait):
 		}
 		wait = min(2*wait, 30*time.Second)
+	}
+}
+
+func (t *tracer) onListening() {
+	if t.listening != nil {
+		t.listening()
+	}
+}
+
+func (t *tracer) overflow() {
+	t.m.overflows.Inc()
+	t.log.Warn("conntrack events lost, resyncing by dump")
+	select {
+	case t.resync <- struct{}{}:
+	default:
 	}
 }
 

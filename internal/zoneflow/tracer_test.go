@@ -23,7 +23,7 @@ func TestDumpFailureAndRecovery(t *testing.T) {
 	tr.interval = 20 * time.Millisecond
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- tr.dumpLoop(ctx) }()
+	go func() { done <- tr.dumpLoop(ctx, func() {}) }()
 	defer func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -56,7 +56,7 @@ func TestEventOverflowResync(t *testing.T) {
 	tr.interval = time.Hour
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{}, 2)
-	go func() { _ = tr.dumpLoop(ctx); done <- struct{}{} }()
+	go func() { _ = tr.dumpLoop(ctx, func() {}); done <- struct{}{} }()
 	go func() { _ = tr.eventLoop(ctx); done <- struct{}{} }()
 	defer func() { cancel(); <-done; <-done }()
 	waitFor(t, "the first dump", func() bool { return fake.Dumps() == 1 })
