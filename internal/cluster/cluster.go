@@ -283,7 +283,7 @@ func Up(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 		"--use-service-account-credentials=true",
 		"--service-cluster-ip-range="+ServiceCIDR,
 		"--leader-elect=false", "--profiling=false",
-		"--controllers=*,-nodeipam,-cloud-node-lifecycle,-service-lb-controller,-route"); err != nil {
+		"--controllers=*"); err != nil {
 		return nil, err
 	}
 	if err := startProcess(cfg, "kube-scheduler", b("kube-scheduler"),

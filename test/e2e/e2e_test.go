@@ -122,6 +122,9 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}()
 	code := m.Run()
+	for _, c := range wgClients {
+		c.dev.Close()
+	}
 	start := time.Now()
 	if err := cluster.Down(cfg); err != nil {
 		fmt.Fprintln(os.Stderr, "e2e: teardown:", err)
@@ -168,6 +171,7 @@ func TestE2E(t *testing.T) {
 		dumpPods(ctx, t)
 		t.FailNow()
 	}
+	wgOK := step(t, "wg-gateway", "wireguard-go clients outside reach their server pods via node port, routed by key", func(t *testing.T) { proveWG(ctx, t) })
 	step(t, "otel-shoot-scraper", "kubelet and cAdvisor metrics delivered to the OTLP receiver pod", func(t *testing.T) { proveOtel(ctx, t) })
 	step(t, "egress-reporter", "probe via STUN stand-in, published in kube-system/shoot-info", func(t *testing.T) { proveEgress(ctx, t) })
 	step(t, "zone-flow-tracer", "bytes between two pods counted (zone e2e-a to e2e-a)", func(t *testing.T) { proveZoneFlow(ctx, t) })
@@ -177,6 +181,13 @@ func TestE2E(t *testing.T) {
 		waitWorkloadsReady(ctx, t, 4*time.Minute)
 		checkImagesTagged(ctx, t, tag2)
 	})
+	if wgOK {
+		step(t, "wg-gateway", "clients reconnect after the gateway's rolling update", func(t *testing.T) {
+			if err := fetchAll(ctx, 90*time.Second); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
 	step(t, "all", "SIGKILL of a daemon's process recovers (restart, Ready)", func(t *testing.T) { proveKillRecovery(ctx, t) })
 	// Last: the drain evicts every pod that is not a DaemonSet's.
 	step(t, "event-watcher", "Azure Reboot event: condition, taint, cordon, drain with a real PDB", func(t *testing.T) { proveEventWatcher(ctx, t) })

@@ -13,6 +13,10 @@
 //	                  :8080/stats answers the count.
 //	standin send      connect to --to and send --bytes bytes, then wait forever
 //	                  (a pod whose flow zone-flow-tracer counts).
+//	standin wgserver  a WireGuard server (wireguard-go on a userspace netstack) on
+//	                  :51820/udp with private key --key and one peer --peer (hex),
+//	                  tunnel address --tunnel-ip, peer address --peer-ip; serves
+//	                  its --name over HTTP on the tunnel address, port 80.
 //
 // Every mode answers GET :8080/healthz.
 package main
@@ -36,6 +40,9 @@ import (
 	"time"
 
 	"github.com/pion/stun/v3"
+	"golang.zx2c4.com/wireguard/conn"
+	"golang.zx2c4.com/wireguard/device"
+	"golang.zx2c4.com/wireguard/tun/netstack"
 	"google.golang.org/protobuf/proto"
 
 	metricspb "go.opentelemetry.io/proto/otlp/metrics/v1"
@@ -54,6 +61,11 @@ func main() {
 	mapped := fs.String("mapped", "203.0.113.50", "stun: address reported to callers.")
 	to := fs.String("to", "", "send: host:port to send to.")
 	n := fs.Int64("bytes", 1<<20, "send: bytes to send.")
+	key := fs.String("key", "", "wgserver: private key (hex).")
+	peer := fs.String("peer", "", "wgserver: the client's public key (hex).")
+	tunnelIP := fs.String("tunnel-ip", "10.99.0.1", "wgserver: tunnel address.")
+	peerIP := fs.String("peer-ip", "10.99.0.2", "wgserver: the client's tunnel address.")
+	name := fs.String("name", "", "wgserver: name served over the tunnel.")
 	_ = fs.Parse(os.Args[2:])
 	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
 	var err error
@@ -68,6 +80,8 @@ func main() {
 		err = sink(log)
 	case "send":
 		err = send(log, *to, *n)
+	case "wgserver":
+		err = wgServer(log, *key, *peer, *tunnelIP, *peerIP, *name)
 	case "pause":
 		waitSignal()
 	default:
@@ -318,5 +332,40 @@ func send(log *slog.Logger, to string, n int64) error {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", healthz)
 	mux.HandleFunc("/stats", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, map[string]int64{"bytes": sent}) })
+	return serveHTTP(":8080", mux)
+}
+
+func wgServer(log *slog.Logger, key, peer, tunnelIP, peerIP, name string) error {
+	ip, err := netip.ParseAddr(tunnelIP)
+	if err != nil {
+		return err
+	}
+	tunDev, tnet, err := netstack.CreateNetTUN([]netip.Addr{ip}, nil, 1420)
+	if err != nil {
+		return err
+	}
+	dev := device.NewDevice(tunDev, conn.NewDefaultBind(), device.NewLogger(device.LogLevelError, "wireguard: "))
+	defer dev.Close()
+	cfg := "private_key=" + key + "\nlisten_port=51820\npublic_key=" + peer + "\nallowed_ip=" + peerIP + "/32\n"
+	if err := dev.IpcSet(cfg); err != nil {
+		return err
+	}
+	if err := dev.Up(); err != nil {
+		return err
+	}
+	ln, err := tnet.ListenTCP(&net.TCPAddr{Port: 80})
+	if err != nil {
+		return err
+	}
+	var served atomic.Int64
+	tsrv := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		served.Add(1)
+		_, _ = io.WriteString(w, name)
+	})}
+	go func() { _ = tsrv.Serve(ln) }()
+	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", healthz)
+	mux.HandleFunc("/stats", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, map[string]int64{"served": served.Load()}) })
+	log.Info("serving WireGuard", "udp", ":51820", "tunnel", tunnelIP, "name", name)
 	return serveHTTP(":8080", mux)
 }
