@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"testing"
 
 	"github.com/google/nftables"
@@ -290,4 +291,57 @@ func ifname(n string) []byte {
 	b := make([]byte, 16)
 	copy(b, n)
 	return b
+}
+
+// CountTo adds an nftables counter, in the output hook of this namespace, of
+// the packets it sends to dst that connection tracking tracks (ct state new,
+// established or related: what conntrack's own counters count) and returns a
+// function reading its bytes and packets: the kernel's ground truth of what
+// this namespace sent to dst. The rule runs after conntrack (priority filter
+// + 10) and accepts nothing itself.
+func (n *NS) CountTo(t testing.TB, dst netip.Addr) func() (bytes, packets uint64) {
+	t.Helper()
+	c, err := nftables.New(nftables.WithNetNSFd(n.FD()))
+	if err != nil {
+		t.Fatalf("%s: nftables: %v", n.Name, err)
+	}
+	tbl := c.AddTable(&nftables.Table{Family: nftables.TableFamilyINet, Name: "trellis_test_count"})
+	name := "to_" + strings.NewReplacer(".", "_", ":", "_").Replace(dst.String())
+	ch := c.AddChain(&nftables.Chain{Name: name, Table: tbl, Type: nftables.ChainTypeFilter, Hooknum: nftables.ChainHookOutput,
+		Priority: nftables.ChainPriorityRef(*nftables.ChainPriorityFilter + 10)})
+	proto, offset := byte(unix.NFPROTO_IPV4), uint32(16)
+	if dst.Is6() && !dst.Is4In6() {
+		proto, offset = unix.NFPROTO_IPV6, 24
+	}
+	c.AddRule(&nftables.Rule{Table: tbl, Chain: ch, Exprs: []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{proto}},
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: offset, Len: uint32(len(dst.Unmap().AsSlice()))},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: dst.Unmap().AsSlice()},
+		&expr.Ct{Register: 1, Key: expr.CtKeySTATE},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
+			Mask: binaryutil.NativeEndian.PutUint32(expr.CtStateBitNEW | expr.CtStateBitESTABLISHED | expr.CtStateBitRELATED),
+			Xor:  binaryutil.NativeEndian.PutUint32(0)},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(0)},
+		&expr.Counter{},
+	}})
+	if err := c.Flush(); err != nil {
+		t.Fatalf("%s: nft counter to %s: %v", n.Name, dst, err)
+	}
+	return func() (uint64, uint64) {
+		t.Helper()
+		rules, err := c.GetRules(tbl, ch)
+		if err != nil {
+			t.Fatalf("%s: read counter to %s: %v", n.Name, dst, err)
+		}
+		for _, r := range rules {
+			for _, e := range r.Exprs {
+				if ctr, ok := e.(*expr.Counter); ok {
+					return ctr.Bytes, ctr.Packets
+				}
+			}
+		}
+		t.Fatalf("%s: counter to %s not found", n.Name, dst)
+		return 0, 0
+	}
 }
