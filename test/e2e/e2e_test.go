@@ -620,8 +620,9 @@ current-context: shoot
 	if err != nil && !apierrors.IsAlreadyExists(err) {
 		t.Fatal(err)
 	}
-	// mr-signer: signing key, serving certificate for its Service, caBundle.
-	if _, err := cs.CoreV1().Namespaces().Get(ctx, "trellis-mr-signer", metav1.GetOptions{}); err == nil {
+	// mr-signer: signing key, serving certificate for its Service, caBundle,
+	// unless mr-signer bootstraps them itself (--bootstrap.certificates).
+	if mrSignerNeedsBootstrap() {
 		if _, err := cs.CoreV1().Secrets("trellis-mr-signer").Get(ctx, "mr-signer-webhook-tls", metav1.GetOptions{}); apierrors.IsNotFound(err) {
 			caPEM, certPEM, keyPEM := servingCert(t, "mr-signer.trellis-mr-signer.svc")
 			upsertSecret(ctx, t, "trellis-mr-signer", "mr-signer-webhook-tls", map[string][]byte{"tls.crt": certPEM, "tls.key": keyPEM, "ca.crt": caPEM})
@@ -633,13 +634,9 @@ current-context: shoot
 		if err != nil {
 			t.Fatal(err)
 		}
-		patch := fmt.Sprintf(`[{"op":"replace","path":"/webhooks/0/clientConfig/caBundle","value":%q}]`, b64(sec.Data["ca.crt"]))
+		patch := fmt.Sprintf(`[{"op":"add","path":"/webhooks/0/clientConfig/caBundle","value":%q}]`, b64(sec.Data["ca.crt"]))
 		if _, err := cs.AdmissionregistrationV1().MutatingWebhookConfigurations().Patch(ctx, "trellis-mr-signer", types.JSONPatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
-			// "replace" needs the field: add it.
-			patch = strings.Replace(patch, `"replace"`, `"add"`, 1)
-			if _, err := cs.AdmissionregistrationV1().MutatingWebhookConfigurations().Patch(ctx, "trellis-mr-signer", types.JSONPatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
-				t.Fatal(err)
-			}
+			t.Fatal(err)
 		}
 	}
 	// gardenlet, whose writes mr-signer trusts.
@@ -647,6 +644,27 @@ current-context: shoot
 	if err != nil && !apierrors.IsAlreadyExists(err) {
 		t.Fatal(err)
 	}
+}
+
+// mrSignerNeedsBootstrap: the applied mr-signer Deployment reads its serving
+// certificate from files the e2e must provide (no --bootstrap.certificates).
+func mrSignerNeedsBootstrap() bool {
+	for _, u := range env.objects {
+		if u.GetKind() != "Deployment" || u.GetName() != "mr-signer" {
+			continue
+		}
+		cs, _, _ := unstructured.NestedSlice(u.Object, "spec", "template", "spec", "containers")
+		for _, c := range cs {
+			args, _, _ := unstructured.NestedStringSlice(c.(map[string]any), "args")
+			for _, a := range args {
+				if strings.HasPrefix(a, "--bootstrap.certificates") {
+					return false
+				}
+			}
+		}
+		return true
+	}
+	return false
 }
 
 func upsertSecret(ctx context.Context, t *testing.T, ns, name string, data map[string][]byte) {

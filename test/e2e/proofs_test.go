@@ -227,7 +227,9 @@ func proveZoneFlow(ctx context.Context, t *testing.T) {
 
 // proveMRSigner: the API server calls the webhook through its Service; a write
 // of an MR Secret by the trusted gardenlet ServiceAccount is signed, a write by
-// another identity is not, and the verifier quarantines the MR that names it.
+// another identity is denied (--webhook.deny-untrusted) or stays unsigned; a
+// signed Secret tampered with where no webhook runs (kube-system) gets the
+// ManagedResource naming it quarantined by the verifier.
 func proveMRSigner(ctx context.Context, t *testing.T) {
 	cs := env.cl.Client
 	ns := "shoot--e2e--local"
@@ -248,17 +250,17 @@ func proveMRSigner(ctx context.Context, t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	secret := func(name string) *corev1.Secret {
+	secret := func(ns, name string) *corev1.Secret {
 		return &corev1.Secret{
 			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{"trellis.dev/managed-resource-secret": "true"}},
 			Data:       map[string][]byte{"objects.yaml": []byte("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: " + name + "\n  namespace: default\n")},
 		}
 	}
 	var signed *corev1.Secret
-	if err := poll(ctx, 60*time.Second, func() error {
+	if err := poll(ctx, 90*time.Second, func() error {
 		_ = gardenlet.CoreV1().Secrets(ns).Delete(ctx, "mr-signed", metav1.DeleteOptions{})
 		var err error
-		signed, err = gardenlet.CoreV1().Secrets(ns).Create(ctx, secret("mr-signed"), metav1.CreateOptions{})
+		signed, err = gardenlet.CoreV1().Secrets(ns).Create(ctx, secret(ns, "mr-signed"), metav1.CreateOptions{})
 		if err != nil {
 			return err
 		}
@@ -269,24 +271,36 @@ func proveMRSigner(ctx context.Context, t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("gardenlet's write signed: %.40s...", signed.Annotations["trellis.dev/signature"])
-	_ = cs.CoreV1().Secrets(ns).Delete(ctx, "mr-tampered", metav1.DeleteOptions{})
-	tampered, err := cs.CoreV1().Secrets(ns).Create(ctx, secret("mr-tampered"), metav1.CreateOptions{})
-	if err != nil {
+	t.Logf("gardenlet's write signed by the webhook: %.40s...", signed.Annotations["trellis.dev/signature"])
+	_ = cs.CoreV1().Secrets(ns).Delete(ctx, "mr-untrusted", metav1.DeleteOptions{})
+	untrusted, err := cs.CoreV1().Secrets(ns).Create(ctx, secret(ns, "mr-untrusted"), metav1.CreateOptions{})
+	switch {
+	case err != nil && (apierrors.IsForbidden(err) || strings.Contains(err.Error(), "denied")):
+		t.Logf("untrusted write denied: %v", err)
+	case err != nil:
+		t.Fatalf("untrusted write: %v", err)
+	case untrusted.Annotations["trellis.dev/signature"] != "":
+		t.Fatalf("an untrusted write got signed: %s", untrusted.Annotations["trellis.dev/signature"])
+	default:
+		t.Log("untrusted write stored unsigned")
+	}
+	// Tampering where no webhook runs: a copy of the signed Secret with changed
+	// data, and a ManagedResource naming it, in kube-system.
+	tampered := secret("kube-system", "e2e-mr-tampered")
+	tampered.Annotations = map[string]string{"trellis.dev/signature": signed.Annotations["trellis.dev/signature"]}
+	tampered.Data["objects.yaml"] = []byte("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: evil\n  namespace: default\n")
+	_ = cs.CoreV1().Secrets("kube-system").Delete(ctx, tampered.Name, metav1.DeleteOptions{})
+	if _, err := cs.CoreV1().Secrets("kube-system").Create(ctx, tampered, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if sig := tampered.Annotations["trellis.dev/signature"]; sig != "" {
-		t.Fatalf("an untrusted write got signed: %s", sig)
-	}
-	// A ManagedResource naming the unsigned Secret is quarantined.
-	mr := []byte(fmt.Sprintf(`{"apiVersion":"resources.gardener.cloud/v1alpha1","kind":"ManagedResource","metadata":{"name":"e2e-tampered","namespace":%q},"spec":{"secretRefs":[{"name":"mr-tampered"}]}}`, ns))
+	mr := []byte(`{"apiVersion":"resources.gardener.cloud/v1alpha1","kind":"ManagedResource","metadata":{"name":"e2e-tampered","namespace":"kube-system"},"spec":{"secretRefs":[{"name":"e2e-mr-tampered"}]}}`)
 	gvr := mrGVR()
 	force := true
-	if _, err := env.dyn.Resource(gvr).Namespace(ns).Patch(ctx, "e2e-tampered", types.ApplyPatchType, mr, metav1.PatchOptions{FieldManager: fieldManger, Force: &force}); err != nil {
+	if _, err := env.dyn.Resource(gvr).Namespace("kube-system").Patch(ctx, "e2e-tampered", types.ApplyPatchType, mr, metav1.PatchOptions{FieldManager: fieldManger, Force: &force}); err != nil {
 		t.Fatal(err)
 	}
-	if err := poll(ctx, 60*time.Second, func() error {
-		u, err := env.dyn.Resource(gvr).Namespace(ns).Get(ctx, "e2e-tampered", metav1.GetOptions{})
+	if err := poll(ctx, 90*time.Second, func() error {
+		u, err := env.dyn.Resource(gvr).Namespace("kube-system").Get(ctx, "e2e-tampered", metav1.GetOptions{})
 		if err != nil {
 			return err
 		}
