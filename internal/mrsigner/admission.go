@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"reflect"
 	"strings"
 	"time"
 
@@ -140,28 +141,96 @@ func (a *Admitter) Validate(_ context.Context, req *Request) *admissionv1.Admiss
 }
 
 func (a *Admitter) validate(req *Request) (*admissionv1.AdmissionResponse, string) {
-	if !a.DenyUntrusted {
+	if !a.DenyUntrusted || req.Kind.Group != "" || req.Kind.Kind != "Secret" || req.SubResource != "" {
 		return webhook.Allow(), actionAllowed
 	}
-	s, err := decode(req)
-	if err != nil {
-		return webhook.Deny(http.StatusBadRequest, err.Error()), actionError
-	}
-	if s == nil || a.Trust.Trusted(req.UserInfo) {
+	if a.Trust.Trusted(req.UserInfo) {
 		return webhook.Allow(), actionAllowed
 	}
-	inScope := a.inScope(s)
-	if !inScope && req.OldObject != nil {
-		// Removing the label does not take a Secret out of scope.
-		old := req.OldObject
-		old.Namespace, old.Name = s.Namespace, s.Name
-		inScope = a.inScope(old)
+	// The request's namespace and name are the API server's.
+	named := func(s *corev1.Secret) *corev1.Secret {
+		if s == nil {
+			return nil
+		}
+		c := *s
+		c.Namespace = req.Namespace
+		if req.Name != "" {
+			c.Name = req.Name
+		}
+		return &c
 	}
-	if !inScope {
+	obj, old := named(req.Object), named(req.OldObject)
+	referenced := a.Refs != nil && a.Refs.Referenced(req.Namespace, req.Name)
+	var deny bool
+	switch req.Operation {
+	case admissionv1.Delete:
+		// Only a Secret a ManagedResource names: the resource manager's garbage
+		// collector deletes unreferenced ones, and deleting a referenced one is the
+		// first half of a delete-and-recreate.
+		deny = referenced
+	case admissionv1.Create, admissionv1.Update:
+		if obj == nil {
+			return webhook.Deny(http.StatusBadRequest, "request without object"), actionError
+		}
+		signedBefore := false
+		if old != nil {
+			_, signedBefore = old.Annotations[secretsig.Annotation]
+		}
+		// In scope by its new or old labels (removing the label does not help),
+		// signed before, or named by a ManagedResource.
+		deny = referenced || a.inScope(obj) || (old != nil && (a.inScope(old) || signedBefore))
+	default:
 		return webhook.Allow(), actionAllowed
 	}
-	return webhook.Deny(http.StatusForbidden, fmt.Sprintf("mr-signer: %s may not write Secret %s/%s: it belongs to a ManagedResource and only trusted identities may write it",
-		req.UserInfo.Username, s.Namespace, s.Name)), actionDenied
+	if !deny {
+		return webhook.Allow(), actionAllowed
+	}
+	a.Log.Info("untrusted write denied", "secret", req.Namespace+"/"+req.Name, "user", req.UserInfo.Username, "operation", string(req.Operation))
+	return webhook.Deny(http.StatusForbidden, fmt.Sprintf("mr-signer: %s may not %s Secret %s/%s: it belongs to a ManagedResource and only trusted identities may write it",
+		req.UserInfo.Username, strings.ToLower(string(req.Operation)), req.Namespace, req.Name)), actionDenied
+}
+
+// mrObject is the part of a ManagedResource the webhook reads.
+type mrObject struct {
+	Spec map[string]any `json:"spec"`
+}
+
+// MRRequest is an admission request for a ManagedResource.
+type MRRequest = webhook.Request[mrObject]
+
+// ValidateManagedResource is the /validate-managedresource webhook: with
+// DenyUntrusted, an untrusted identity may not create a ManagedResource or change
+// its spec (secretRefs pointing at a Secret it controls, injectLabels, class, ...).
+// Metadata, finalizers and status stay writable (the resource manager's own
+// writes).
+func (a *Admitter) ValidateManagedResource(_ context.Context, req *MRRequest) *admissionv1.AdmissionResponse {
+	start := time.Now()
+	resp, action := a.validateMR(req)
+	a.metrics.admissions.WithLabelValues("validate-managedresource", action).Inc()
+	a.metrics.admissionTime.WithLabelValues("validate-managedresource").Observe(time.Since(start).Seconds())
+	return resp
+}
+
+func (a *Admitter) validateMR(req *MRRequest) (*admissionv1.AdmissionResponse, string) {
+	if !a.DenyUntrusted || req.Kind.Group != "resources.gardener.cloud" || req.Kind.Kind != "ManagedResource" || req.SubResource != "" ||
+		a.Trust.Trusted(req.UserInfo) {
+		return webhook.Allow(), actionAllowed
+	}
+	switch req.Operation {
+	case admissionv1.Create:
+	case admissionv1.Update:
+		if req.Object == nil || req.OldObject == nil {
+			return webhook.Deny(http.StatusBadRequest, "request without object or oldObject"), actionError
+		}
+		if reflect.DeepEqual(req.Object.Spec, req.OldObject.Spec) {
+			return webhook.Allow(), actionAllowed
+		}
+	default:
+		return webhook.Allow(), actionAllowed
+	}
+	a.Log.Info("untrusted ManagedResource spec write denied", "mrObject", req.Namespace+"/"+req.Name, "user", req.UserInfo.Username, "operation", string(req.Operation))
+	return webhook.Deny(http.StatusForbidden, fmt.Sprintf("mr-signer: %s may not %s the spec of ManagedResource %s/%s: only trusted identities may decide what the resource manager applies",
+		req.UserInfo.Username, strings.ToLower(string(req.Operation)), req.Namespace, req.Name)), actionDenied
 }
 
 // Handler returns the webhook server's handler: /mutate and /validate.
@@ -169,5 +238,6 @@ func (a *Admitter) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/mutate", webhook.ServeTyped(a.Mutate))
 	mux.Handle("/validate", webhook.ServeTyped(a.Validate))
+	mux.Handle("/validate-managedresource", webhook.ServeTyped(a.ValidateManagedResource))
 	return mux
 }

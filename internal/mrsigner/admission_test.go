@@ -168,7 +168,58 @@ func TestValidate(t *testing.T) {
 	if resp := a.Validate(context.Background(), request(t, admissionv1.Update, authenticationv1.UserInfo{Username: "mallory"}, out)); !resp.Allowed {
 		t.Fatal("out-of-scope write denied")
 	}
+	// Deletes: denied only while a ManagedResource names the Secret.
+	del := request(t, admissionv1.Delete, authenticationv1.UserInfo{Username: "mallory"}, s)
+	del.Object, del.OldObject = nil, s.DeepCopy()
+	if resp := a.Validate(context.Background(), del); !resp.Allowed {
+		t.Fatal("delete of an unreferenced Secret denied (the resource manager's garbage collector does that)")
+	}
+	a.Refs = refsFunc(func(ns, name string) bool { return ns == "ns" && name == "a" })
+	if resp := a.Validate(context.Background(), del); resp.Allowed {
+		t.Fatal("delete of a referenced Secret allowed")
+	}
+	// A referenced Secret without labels is in scope too.
+	if resp := a.Validate(context.Background(), request(t, admissionv1.Create, authenticationv1.UserInfo{Username: "mallory"}, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "a"}})); resp.Allowed {
+		t.Fatal("create of a referenced, unlabelled Secret allowed")
+	}
+	// ManagedResources: untrusted creates and spec changes are denied, metadata changes allowed.
+	mrReq := func(op admissionv1.Operation, user string, spec, oldSpec map[string]any) *MRRequest {
+		r := &MRRequest{}
+		r.UID, r.Operation, r.UserInfo = "u", op, authenticationv1.UserInfo{Username: user}
+		r.Kind = metav1.GroupVersionKind{Group: "resources.gardener.cloud", Version: "v1alpha1", Kind: "ManagedResource"}
+		r.Object = &mrObject{Spec: spec}
+		if oldSpec != nil {
+			r.OldObject = &mrObject{Spec: oldSpec}
+		}
+		return r
+	}
+	refs := func(names ...string) map[string]any {
+		var l []any
+		for _, n := range names {
+			l = append(l, map[string]any{"name": n})
+		}
+		return map[string]any{"class": "seed", "secretRefs": l}
+	}
+	for _, tc := range []struct {
+		name    string
+		req     *MRRequest
+		allowed bool
+	}{
+		{"untrusted create", mrReq(admissionv1.Create, "mallory", refs("x"), nil), false},
+		{"untrusted secretRefs change", mrReq(admissionv1.Update, "mallory", refs("evil"), refs("a")), false},
+		{"untrusted secretRefs extended", mrReq(admissionv1.Update, "mallory", refs("a", "evil"), refs("a")), false},
+		{"untrusted metadata-only update", mrReq(admissionv1.Update, "mallory", refs("a"), refs("a")), true},
+		{"trusted secretRefs change", mrReq(admissionv1.Update, "alice", refs("b"), refs("a")), true},
+		{"trusted create", mrReq(admissionv1.Create, "alice", refs("b"), nil), true},
+	} {
+		if resp := a.ValidateManagedResource(context.Background(), tc.req); resp.Allowed != tc.allowed {
+			t.Errorf("%s: allowed %v, want %v", tc.name, resp.Allowed, tc.allowed)
+		}
+	}
 	a.DenyUntrusted = false
+	if resp := a.ValidateManagedResource(context.Background(), mrReq(admissionv1.Create, "mallory", refs("x"), nil)); !resp.Allowed {
+		t.Fatal("ManagedResource create denied with DenyUntrusted off")
+	}
 	if resp := a.Validate(context.Background(), request(t, admissionv1.Update, authenticationv1.UserInfo{Username: "mallory"}, s)); !resp.Allowed {
 		t.Fatal("denied with DenyUntrusted off")
 	}
@@ -188,8 +239,10 @@ func FuzzAdmissionReview(f *testing.F) {
 		f.Add(body)
 	}
 	f.Add([]byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"x","kind":{"version":"v1","kind":"Secret"},"operation":"CREATE","object":{"data":{"a":"!!"}}}}`))
+	f.Add([]byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"x","kind":{"group":"resources.gardener.cloud","version":"v1alpha1","kind":"ManagedResource"},"operation":"UPDATE","userInfo":{"username":"mallory"},"object":{"spec":{"secretRefs":[{"name":"a"}]}},"oldObject":{"spec":null}}}`))
+	f.Add([]byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"x","kind":{"version":"v1","kind":"Secret"},"operation":"DELETE","userInfo":{"username":"mallory"},"oldObject":{"metadata":{"labels":{"trellis.dev/managed-resource-secret":"true"}}}}}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
-		for _, path := range []string{"/mutate", "/validate"} {
+		for _, path := range []string{"/mutate", "/validate", "/validate-managedresource"} {
 			rec := httptest.NewRecorder()
 			h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, path, bytes.NewReader(body)))
 			if rec.Code != http.StatusOK {
@@ -209,3 +262,7 @@ func FuzzAdmissionReview(f *testing.F) {
 		}
 	})
 }
+
+type refsFunc func(ns, name string) bool
+
+func (f refsFunc) Referenced(ns, name string) bool { return f(ns, name) }

@@ -2,6 +2,7 @@ package mrsigner
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -67,6 +68,8 @@ func run(ctx context.Context, d *daemon.Daemon, o *Options) error {
 		return nil
 	})
 
+	// Leader-only work: the verifier and the bootstrap.
+	var leaderWork []func(context.Context) error
 	if o.EnableVerifier {
 		recorder, stop := kube.NewEventRecorder(client, Name)
 		defer stop()
@@ -75,28 +78,51 @@ func run(ctx context.Context, d *daemon.Daemon, o *Options) error {
 		if err := v.init(); err != nil {
 			return err
 		}
-		d.Go("verifier", func(ctx context.Context) error {
+		leaderWork = append(leaderWork, v.Run)
+	}
+	if o.BootstrapKeys || o.BootstrapCerts {
+		b := &Bootstrapper{Client: client, Namespace: o.KeysNamespace, Certificates: o.BootstrapCerts,
+			CASecret: o.BootstrapCASecret, TLSSecret: o.TLSSecret, Service: o.BootstrapService, WebhookConfigs: o.BootstrapWebhookConfigs, ExtraNames: o.BootstrapExtraNames,
+			CertValidity: o.BootstrapCertValidity, CAValidity: o.BootstrapCAValidity, Period: o.BootstrapPeriod, Log: d.Logger}
+		if o.BootstrapKeys {
+			b.SigningSecret, b.VerificationCM = o.SigningSecret, o.VerificationCM
+		}
+		leaderWork = append(leaderWork, b.Run)
+	}
+	if len(leaderWork) > 0 {
+		d.Go("leader", func(ctx context.Context) error {
 			return o.LeaderElection.RunOrLead(ctx, client, d.Logger, func(leading bool) {
 				if leading {
 					m.leader.Set(1)
 				} else {
 					m.leader.Set(0)
 				}
-			}, v.Run)
+			}, func(ctx context.Context) error { return runAll(ctx, leaderWork) })
 		})
 	}
 
 	if o.WebhookAddress != "" {
-		certs, err := webhook.NewCertReloader(o.CertFile, o.KeyFile)
-		if err != nil {
-			return err
-		}
-		certs.OnReload = func(err error) {
+		var tlsConfig *tls.Config
+		if o.TLSSecret != "" {
+			store := &webhook.CertStore{}
+			d.Go("serving-certificate", func(ctx context.Context) error {
+				return watchServingSecret(ctx, client, o.KeysNamespace, o.TLSSecret, store, d.Logger)
+			})
+			d.Ready.Add("serving-certificate", func(context.Context) error { return store.Ready() })
+			tlsConfig = store.TLSConfig()
+		} else {
+			certs, err := webhook.NewCertReloader(o.CertFile, o.KeyFile)
 			if err != nil {
-				d.Logger.Error("serving certificate reload failed, keeping the previous one", "err", err)
-				return
+				return err
 			}
-			d.Logger.Info("serving certificate reloaded", "certFile", o.CertFile)
+			certs.OnReload = func(err error) {
+				if err != nil {
+					d.Logger.Error("serving certificate reload failed, keeping the previous one", "err", err)
+					return
+				}
+				d.Logger.Info("serving certificate reloaded", "certFile", o.CertFile)
+			}
+			tlsConfig = certs.TLSConfig()
 		}
 		a := &Admitter{Keys: keys, Trust: o.trust, Selectors: o.selectors, Refs: mrReferences{mrs}, DenyUntrusted: o.DenyUntrusted, Log: d.Logger, metrics: m}
 		ln, err := net.Listen("tcp", o.WebhookAddress)
@@ -104,7 +130,7 @@ func run(ctx context.Context, d *daemon.Daemon, o *Options) error {
 			return fmt.Errorf("listen on --webhook.listen-address: %w", err)
 		}
 		// TLS handshake failures (e.g. an API server with a stale caBundle) are worth a warning.
-		srv := &http.Server{Handler: a.Handler(), TLSConfig: certs.TLSConfig(), ReadHeaderTimeout: 10 * time.Second,
+		srv := &http.Server{Handler: a.Handler(), TLSConfig: tlsConfig, ReadHeaderTimeout: 10 * time.Second,
 			ErrorLog: slog.NewLogLogger(d.Logger.Handler(), slog.LevelWarn)}
 		d.Logger.Info("serving admission webhooks", "address", ln.Addr().String())
 		d.Go("webhook", func(ctx context.Context) error {
@@ -122,4 +148,22 @@ func run(ctx context.Context, d *daemon.Daemon, o *Options) error {
 	}
 	<-ctx.Done()
 	return nil
+}
+
+// runAll runs every fn until ctx ends or one fails; the first error ends the others.
+func runAll(ctx context.Context, fns []func(context.Context) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errs := make(chan error, len(fns))
+	for _, fn := range fns {
+		go func() { errs <- fn(ctx) }()
+	}
+	var first error
+	for range fns {
+		if err := <-errs; err != nil && first == nil {
+			first = err
+			cancel()
+		}
+	}
+	return first
 }

@@ -10,8 +10,8 @@ import (
 )
 
 // MatchConditions are the CEL conditions under which the API server calls the
-// webhooks: the new or old Secret carries a signature annotation or one of the
-// default scope labels. Every other Secret write never reaches mr-signer, so it
+// Secret webhooks: the new or old Secret (old only on UPDATE and DELETE) carries a
+// signature annotation or one of the default scope labels. Every other Secret write never reaches mr-signer, so it
 // cannot slow down or (with failurePolicy Fail) block them. deploy/mr-signer/base
 // holds the same expression (TestDeployBase compares them).
 func MatchConditions() []admissionregistrationv1.MatchCondition {
@@ -28,5 +28,14 @@ func MatchExpression() string {
 		}
 		return strings.Join(parts, " || ")
 	}
-	return obj("object") + " || (oldObject != null && (" + obj("oldObject") + "))"
+	// object is null on DELETE, oldObject on CREATE.
+	return "(object != null && (" + obj("object") + ")) || (oldObject != null && (" + obj("oldObject") + "))"
+}
+
+// ManagedResourceMatchExpression is the CEL condition of the ManagedResource
+// webhook: creations and changes of spec (secretRefs and everything else that
+// decides what the resource manager applies). The resource manager's own finalizer
+// updates and every status or metadata write never reach mr-signer.
+func ManagedResourceMatchExpression() string {
+	return "request.operation == 'CREATE' || !has(oldObject.spec) || !has(object.spec) || object.spec != oldObject.spec"
 }

@@ -30,7 +30,7 @@ func newMetrics(namespace string) *metrics {
 	return &metrics{
 		admissions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Name: "admission_requests_total",
-			Help: "Admission requests by webhook (mutate, validate) and action (signed, stripped, allowed, denied, error).",
+			Help: "Admission requests by webhook (mutate, validate, validate-managedresource) and action (signed, stripped, allowed, denied, error).",
 		}, []string{"webhook", "action"}),
 		admissionTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: namespace, Name: "admission_duration_seconds",

@@ -45,6 +45,17 @@ type Options struct {
 	WatchNamespace  string
 	ResyncPeriod    time.Duration
 	SecretsSelector string
+	TLSSecret       string
+
+	BootstrapKeys           bool
+	BootstrapCerts          bool
+	BootstrapCASecret       string
+	BootstrapService        string
+	BootstrapWebhookConfigs []string
+	BootstrapExtraNames     []string
+	BootstrapCertValidity   time.Duration
+	BootstrapCAValidity     time.Duration
+	BootstrapPeriod         time.Duration
 
 	Kube           kube.ClientOptions
 	LeaderElection kube.LeaderElectionOptions
@@ -66,6 +77,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.WebhookAddress, "webhook.listen-address", DefaultWebhookAddress, "Address of the HTTPS admission webhook server (paths /mutate and /validate); empty disables it.")
 	fs.StringVar(&o.CertFile, "webhook.tls-cert-file", "/etc/mr-signer/tls/tls.crt", "Serving certificate (PEM) of the webhook server; re-read within a second when the file changes.")
 	fs.StringVar(&o.KeyFile, "webhook.tls-key-file", "/etc/mr-signer/tls/tls.key", "Private key (PEM) of the serving certificate; re-read with it.")
+	fs.StringVar(&o.TLSSecret, "webhook.tls-secret", "", "Serve the certificate of this kubernetes.io/tls Secret in --keys.namespace, watched through the API (no volume, no kubelet delay), instead of --webhook.tls-cert-file/--webhook.tls-key-file; not ready until it exists.")
 	fs.BoolVar(&o.DenyUntrusted, "webhook.deny-untrusted", false, "On /validate, deny every write of an in-scope Secret by an identity that is not trusted (instead of only stripping its signature on /mutate).")
 	fs.StringVar(&o.KeysNamespace, "keys.namespace", o.KeysNamespace, "Namespace of the signing key Secret and the verification keys ConfigMap (default $POD_NAMESPACE or "+defaultKeysNamespace+").")
 	fs.StringVar(&o.SigningSecret, "keys.signing-secret", DefaultSigningKeySecret, "Secret holding the Ed25519 signing key (PKCS#8 PEM, any data key); reloaded on change. Empty: this replica never signs.")
@@ -78,6 +90,15 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.WatchNamespace, "verifier.namespace", "", "Only watch ManagedResources and Secrets in this namespace (default: all namespaces).")
 	fs.StringVar(&o.SecretsSelector, "verifier.secret-label-selector", "", "Only cache Secrets matching this label selector (default: all); a referenced Secret outside the cache is read directly.")
 	fs.DurationVar(&o.ResyncPeriod, "verifier.resync-period", DefaultResyncPeriod, "How often every ManagedResource is verified again even without a change.")
+	fs.BoolVar(&o.BootstrapKeys, "bootstrap.keys", false, "On the leader: create the signing key Secret (a new Ed25519 key) and the verification keys ConfigMap (its public key) when they are absent; existing ones are never changed.")
+	fs.BoolVar(&o.BootstrapCerts, "bootstrap.certificates", false, "On the leader: keep a self-signed CA (--bootstrap.ca-secret) and the serving certificate (--webhook.tls-secret) for the Service valid, renewed in the last third of their lifetime, and write the CA bundle into the webhook configurations.")
+	fs.StringVar(&o.BootstrapCASecret, "bootstrap.ca-secret", DefaultCASecret, "Secret in --keys.namespace holding the webhook CA (ca.crt: current CA first, then replaced ones until they expire; ca.key).")
+	fs.StringVar(&o.BootstrapService, "bootstrap.service", DefaultService, "Service of the webhook in --keys.namespace: the serving certificate's DNS names and the webhook entries that get the caBundle.")
+	fs.StringSliceVar(&o.BootstrapWebhookConfigs, "bootstrap.webhook-configurations", []string{DefaultWebhookConfig}, "Mutating and validating webhook configurations (by name) whose entries for --bootstrap.service get the caBundle; absent ones are skipped.")
+	fs.StringSliceVar(&o.BootstrapExtraNames, "bootstrap.extra-names", nil, "More DNS names or IP addresses for the serving certificate (e.g. a webhook reached by URL outside the cluster); webhook entries with a clientConfig.url at one of them get the caBundle too.")
+	fs.DurationVar(&o.BootstrapCertValidity, "bootstrap.cert-validity", DefaultCertValidity, "Lifetime of a serving certificate.")
+	fs.DurationVar(&o.BootstrapCAValidity, "bootstrap.ca-validity", DefaultCAValidity, "Lifetime of a CA.")
+	fs.DurationVar(&o.BootstrapPeriod, "bootstrap.check-period", DefaultCheckPeriod, "How often the leader checks keys, certificates and caBundles again.")
 	o.Kube.AddFlags(fs)
 	o.LeaderElection.AddFlags(fs)
 }
@@ -105,8 +126,8 @@ func (o *Options) Validate() error {
 		if _, _, err := net.SplitHostPort(o.WebhookAddress); err != nil {
 			errs = append(errs, fmt.Errorf("--webhook.listen-address: %w", err))
 		}
-		if o.CertFile == "" || o.KeyFile == "" {
-			errs = append(errs, errors.New("--webhook.tls-cert-file and --webhook.tls-key-file: required with --webhook.listen-address"))
+		if o.TLSSecret == "" && (o.CertFile == "" || o.KeyFile == "") {
+			errs = append(errs, errors.New("--webhook.tls-secret, or --webhook.tls-cert-file and --webhook.tls-key-file: required with --webhook.listen-address"))
 		}
 	}
 	if o.WebhookAddress == "" && !o.EnableVerifier {
@@ -130,6 +151,23 @@ func (o *Options) Validate() error {
 	}
 	if _, err := labels.Parse(o.SecretsSelector); err != nil {
 		errs = append(errs, fmt.Errorf("--verifier.secret-label-selector: %w", err))
+	}
+	if o.BootstrapCerts && o.TLSSecret == "" {
+		errs = append(errs, errors.New("--bootstrap.certificates: needs --webhook.tls-secret (the Secret to issue)"))
+	}
+	if o.BootstrapKeys && o.SigningSecret == "" {
+		errs = append(errs, errors.New("--bootstrap.keys: needs --keys.signing-secret"))
+	}
+	if o.BootstrapCerts && (o.BootstrapCASecret == "" || o.BootstrapService == "") {
+		errs = append(errs, errors.New("--bootstrap.ca-secret and --bootstrap.service: required with --bootstrap.certificates"))
+	}
+	for name, d := range map[string]time.Duration{"--bootstrap.cert-validity": o.BootstrapCertValidity, "--bootstrap.ca-validity": o.BootstrapCAValidity, "--bootstrap.check-period": o.BootstrapPeriod} {
+		if d <= 0 {
+			errs = append(errs, fmt.Errorf("%s: must be positive, got %s", name, d))
+		}
+	}
+	if o.BootstrapCerts && o.BootstrapCertValidity > o.BootstrapCAValidity {
+		errs = append(errs, errors.New("--bootstrap.cert-validity: longer than --bootstrap.ca-validity"))
 	}
 	if o.ResyncPeriod <= 0 {
 		errs = append(errs, fmt.Errorf("--verifier.resync-period: must be positive, got %s", o.ResyncPeriod))
