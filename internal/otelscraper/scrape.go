@@ -1,6 +1,7 @@
 package otelscraper
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -61,6 +62,7 @@ type scraper struct {
 	conv      *promotlp.Converter
 	convLimit int
 	chunk     promotlp.ChunkOptions // bounds of the chunks a scrape is handed over in
+	consts    []promtext.Label      // scratch: the constLabels a sample lacks
 }
 
 func newScraper(t Target, rules func() *Rules, sink Sink, m *metrics, log *slog.Logger, attrs map[string]string) (*scraper, error) {
@@ -198,7 +200,8 @@ func (s *scraper) scrapeOnce(ctx context.Context, now time.Time) {
 			return nil
 		}
 		kept++
-		s.conv.Add(smp, consts)
+		s.consts = missingLabels(s.consts[:0], consts, smp.Labels)
+		s.conv.Add(smp, s.consts)
 		return nil
 	})
 	dur := time.Since(now)
@@ -235,6 +238,25 @@ func (s *scraper) scrapeOnce(ctx context.Context, now time.Time) {
 	if sinkErr != nil {
 		s.log.Error("cannot queue scraped data", "err", sinkErr.Error())
 	}
+}
+
+// missingLabels appends to dst the labels of consts that labels does not have
+// (a label with an empty value is absent, as in Prometheus): constLabels are
+// added to a series unless it has the label, never overwrite it.
+func missingLabels(dst, consts, labels []promtext.Label) []promtext.Label {
+	for _, c := range consts {
+		has := false
+		for i := range labels {
+			if len(labels[i].Value) != 0 && bytes.Equal(labels[i].Name, c.Name) {
+				has = true
+				break
+			}
+		}
+		if !has {
+			dst = append(dst, c)
+		}
+	}
+	return dst
 }
 
 // failed records a scrape that failed for another reason than a malformed

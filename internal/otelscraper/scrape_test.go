@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -115,4 +117,54 @@ func TestPartialScrapeKeepsSeries(t *testing.T) {
 func testutilValue(t *testing.T, m *metrics, result string) float64 {
 	t.Helper()
 	return testutil.ToFloat64(m.scrapes.WithLabelValues("j", result))
+}
+
+// TestConstLabelsDoNotOverwrite: a constLabel is added to a series that lacks
+// the label (or has it empty) and never replaces one it has, as the rules doc
+// says: no handler="overridden", no exported_handler.
+func TestConstLabelsDoNotOverwrite(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "# TYPE req_total counter\nreq_total{handler=\"/api\"} 1\nreq_total{handler=\"\",code=\"200\"} 2\nreq_total{code=\"500\"} 3\n")
+	}))
+	defer srv.Close()
+	rules, err := ParseRules([]byte("default:\n  constLabels: {handler: overridden, cluster: shoot-a}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var chunks [][]byte
+	sink := func(b []byte, _ int) error { chunks = append(chunks, append([]byte(nil), b...)); return nil }
+	s, err := newScraper(Target{Job: "j", URL: srv.URL, Interval: time.Minute, Timeout: 10 * time.Second},
+		func() *Rules { return rules }, sink, newMetrics(nil, "test"), slog.New(slog.DiscardHandler), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.scrapeOnce(context.Background(), time.Unix(1700000000, 0))
+	var got []string
+	for _, c := range chunks {
+		var md metricspb.MetricsData
+		if err := proto.Unmarshal(c, &md); err != nil {
+			t.Fatal(err)
+		}
+		for _, rm := range md.ResourceMetrics {
+			for _, sm := range rm.ScopeMetrics {
+				for _, m := range sm.Metrics {
+					for _, dp := range m.GetSum().GetDataPoints() {
+						var kv []string
+						for _, a := range dp.Attributes {
+							kv = append(kv, a.Key+"="+a.Value.GetStringValue())
+						}
+						got = append(got, strings.Join(kv, ","))
+					}
+				}
+			}
+		}
+	}
+	want := []string{
+		"handler=/api,cluster=shoot-a",
+		"code=200,cluster=shoot-a,handler=overridden",
+		"code=500,cluster=shoot-a,handler=overridden",
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("attributes:\n got %q\nwant %q", got, want)
+	}
 }

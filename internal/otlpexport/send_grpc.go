@@ -75,6 +75,11 @@ func (s *grpcSender) send(ctx context.Context, payload []byte) (partialSuccess, 
 	return ps, nil
 }
 
+// reusesPayload tells whether send is done with its payload when it returns:
+// compressed, gRPC sends a compressed copy; uncompressed, its transport may
+// still hold the payload's buffer.
+func (s *grpcSender) reusesPayload() bool { return s.cfg.Compression != CompressionNone }
+
 func (s *grpcSender) close() error { return s.conn.Close() }
 
 // classifyGRPC applies the OTLP/gRPC retry rules: Canceled, DeadlineExceeded,

@@ -28,7 +28,7 @@ type Request struct {
 	// Headers holds the request headers (gRPC metadata) with lower-case names, first
 	// value only.
 	Headers map[string]string
-	// Compression is the request's content coding: "gzip" or "" (identity).
+	// Compression is the request's content coding: "gzip", "zstd" or "" (identity).
 	Compression string
 	// Received is when the request arrived.
 	Received time.Time
@@ -36,6 +36,9 @@ type Request struct {
 	Accepted bool
 	// Code is the answer: a gRPC code or an HTTP status.
 	Code int
+	// DataPoints is the number of data points of a request decoded by a
+	// receiver started WithoutMetrics.
+	DataPoints int
 }
 
 // Option configures a Receiver.
@@ -43,6 +46,11 @@ type Option func(*Receiver)
 
 // WithTLS serves TLS with cfg (see CA.ServerConfig).
 func WithTLS(cfg *tls.Config) Option { return func(r *Receiver) { r.tls = cfg } }
+
+// WithoutMetrics decodes every request but keeps only its counts: Request.Metrics
+// is nil and DataPoints is empty, while Request.DataPoints counts. For benchmarks
+// that send many large requests.
+func WithoutMetrics() Option { return func(r *Receiver) { r.discard = true } }
 
 // fault is an injected failure.
 type fault struct {
@@ -68,6 +76,7 @@ type Receiver struct {
 	requests []Request
 	faults   []fault
 	rejected int64
+	discard  bool
 }
 
 func start(t testing.TB, isHTTP bool, newSrv func(*Receiver) server, opts []Option) *Receiver {
@@ -230,6 +239,10 @@ func (r *Receiver) admit(req Request, decodeErr error, okCode, badCode int) (cod
 		req.Accepted = true
 	}
 	req.Code = code
+	if r.discard && req.Metrics != nil {
+		req.DataPoints = len(Flatten(req.Metrics.GetResourceMetrics()))
+		req.Metrics = nil
+	}
 	r.requests = append(r.requests, req)
 	return code, retryAfter, rejected
 }
