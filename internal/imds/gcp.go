@@ -36,6 +36,10 @@ const (
 	// with a new ETag every time) cannot make a hot loop. A change is still seen
 	// at once: the long poll that waits for it was started before it.
 	gcpMinGap = 250 * time.Millisecond
+	// gcpPreemptedMaxRetry caps the retry wait of instance/preempted: GCE stops
+	// a preempted VM about 30 s after the notice, so a failing read of it is
+	// retried at least this often.
+	gcpPreemptedMaxRetry = 2 * time.Second
 )
 
 var (
@@ -59,8 +63,9 @@ type GCPOptions struct {
 	// ReadTimeout bounds each read that does not long-poll; default 5 s.
 	ReadTimeout time.Duration
 	// RetryInterval is the first wait before an item whose read failed is read
-	// again, doubling up to MaxRetryInterval; defaults 1 s and 30 s. A failing
-	// item never holds up the others.
+	// again, doubling up to MaxRetryInterval; defaults 1 s and 30 s
+	// (instance/preempted at most 2 s). A failing item never holds up the
+	// others.
 	RetryInterval, MaxRetryInterval time.Duration
 	// Now is the clock used to estimate NotBefore; default time.Now. For tests.
 	Now func() time.Time
@@ -353,7 +358,11 @@ func (c *GCPClient) finish(ctx context.Context, item gcpItem, a gcpAnswer, chang
 	}
 	if err != nil {
 		s.failures++
-		s.next = now.Add(c.backoff(s.failures))
+		wait := c.backoff(s.failures)
+		if item == itemPreempted {
+			wait = min(wait, gcpPreemptedMaxRetry)
+		}
+		s.next = now.Add(wait)
 		*errs = append(*errs, err)
 		return
 	}
