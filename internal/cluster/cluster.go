@@ -171,6 +171,9 @@ func Up(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 			return nil, fmt.Errorf("tear down the previous cluster: %w", err)
 		}
 	}
+	if out, _ := exec.Command("ip", "-o", "addr", "show", "dev", "lo").Output(); bytes.Contains(out, []byte(" "+NodeIP+"/32")) {
+		return nil, fmt.Errorf("%s is already on lo: another cluster runs (make cluster-down, or `go run ./scripts/cluster down --state <its folder>`)", NodeIP)
+	}
 	start := time.Now()
 	if err := os.RemoveAll(cfg.StateDir); err != nil {
 		return nil, err
