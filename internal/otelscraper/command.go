@@ -58,13 +58,15 @@ func run(ctx context.Context, d *daemon.Daemon, o *Options) error {
 	d.Go("exporter", exp.Run)
 
 	m := newMetrics(d.Registry, d.Namespace)
-	if !o.UseAPI || o.rulesFromFile != nil {
+	if !o.UseAPI {
 		current := DefaultRules
-		if o.rulesFromFile != nil {
-			current = func() *Rules { return o.rulesFromFile }
-		}
-		if o.UseAPI {
-			return errors.New("--rules.file needs --discovery.kubernetes=false (with the API, rules come from --rules.configmap)")
+		if o.RulesFile != "" {
+			src, err := NewFileRuleSource(o.RulesFile, o.RulesFilePoll, d.Logger, d.Registry, d.Namespace)
+			if err != nil {
+				return err
+			}
+			d.Go("rules", src.Run)
+			current = src.Current
 		}
 		mg := newManager(current, exp.EnqueueEncoded, m, d.Logger, o.resourceAttrs)
 		mg.chunk = o.chunkOptions()

@@ -88,13 +88,12 @@ func (c DiscoveryConfig) targets(node *corev1.Node, pods []*corev1.Pod) []Target
 				})
 			}
 		}
-		if c.NodeExporter {
-			u := c.NodeExporterURL
-			if u == "" {
-				u = "http://" + hostPort(9100) + "/metrics"
-			}
-			out = append(out, Target{Job: "node-exporter", URL: u, Interval: c.NodeExporterInterval, Timeout: min(c.Timeout, c.NodeExporterInterval), Attributes: base})
+		if c.NodeExporter && c.NodeExporterURL == "" {
+			out = append(out, c.nodeExporter("http://"+hostPort(9100)+"/metrics", base))
 		}
+	}
+	if c.NodeExporter && c.NodeExporterURL != "" { // needs no node address
+		out = append(out, c.nodeExporter(c.NodeExporterURL, base))
 	}
 	if c.Pods {
 		for _, p := range pods {
@@ -111,6 +110,10 @@ func (c DiscoveryConfig) targets(node *corev1.Node, pods []*corev1.Pod) []Target
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].key() < out[j].key() })
 	return out
+}
+
+func (c DiscoveryConfig) nodeExporter(url string, attrs map[string]string) Target {
+	return Target{Job: "node-exporter", URL: url, Interval: c.NodeExporterInterval, Timeout: min(c.Timeout, c.NodeExporterInterval), Attributes: attrs}
 }
 
 // podTarget turns an annotated, running pod with an IP into a target.

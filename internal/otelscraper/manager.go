@@ -24,6 +24,8 @@ type manager struct {
 	mu      sync.Mutex
 	running map[string]*runningTarget
 	wg      sync.WaitGroup
+	// noTargets: the last sync had no target (warned once per change).
+	noTargets bool
 }
 
 type runningTarget struct {
@@ -72,6 +74,11 @@ func (mg *manager) sync(ctx context.Context, targets []Target) {
 		}()
 		mg.log.Info("target added", "job", t.Job, "target", t.URL, "interval", t.Interval.String())
 	}
+	if len(targets) == 0 && !mg.noTargets {
+		mg.log.Warn("no targets to scrape", "hint", "check the node address, the enabled endpoints and the pod annotations")
+	}
+	mg.noTargets = len(targets) == 0
+	mg.m.discovered.Set(float64(len(targets)))
 	counts := map[string]int{}
 	for _, rt := range mg.running {
 		counts[rt.target.Job]++

@@ -18,6 +18,7 @@ type metrics struct {
 	series         *prometheus.GaugeVec
 	limitHit       *prometheus.CounterVec
 	targets        *prometheus.GaugeVec
+	discovered     prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer, ns string) *metrics {
@@ -31,9 +32,10 @@ func newMetrics(reg prometheus.Registerer, ns string) *metrics {
 		series:         prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "target_series", Help: "Series exported from the target at its last scrape."}, []string{"job", "instance"}),
 		limitHit:       prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "series_limit_hit_total", Help: "Scrapes that hit the job's series limit."}, []string{"job"}),
 		targets:        prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "targets", Help: "Targets being scraped, by job."}, []string{"job"}),
+		discovered:     prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "discovered_targets", Help: "Targets found by the last discovery (0: nothing to scrape, also logged as a warning)."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.scrapeDuration, m.up, m.scrapes, m.samplesScraped, m.samplesKept, m.samplesDropped, m.series, m.limitHit, m.targets)
+		reg.MustRegister(m.scrapeDuration, m.up, m.scrapes, m.samplesScraped, m.samplesKept, m.samplesDropped, m.series, m.limitHit, m.targets, m.discovered)
 	}
 	return m
 }

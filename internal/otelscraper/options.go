@@ -37,6 +37,7 @@ type Options struct {
 	RulesConfigMap     string
 	RulesKey           string
 	RulesFile          string
+	RulesFilePoll      time.Duration
 	rulesFromFile      *Rules
 	MemoryLimitMiB     int64 // deprecated: MemoryLimit
 	MemoryLimit        string
@@ -59,12 +60,15 @@ type Options struct {
 	ChunkPoints    int
 	rulesNamespace string
 	rulesName      string
+
+	fs *pflag.FlagSet // to tell flags the operator set from defaults
 }
 
 // NewOptions returns the defaults.
 func NewOptions() *Options { return &Options{} }
 
 func (o *Options) AddFlags(fs *pflag.FlagSet) {
+	o.fs = fs
 	d := &o.Discovery
 	fs.DurationVar(&o.Interval, "scrape.interval", 15*time.Second, "Default interval between scrapes of a target.")
 	fs.DurationVar(&d.Timeout, "scrape.timeout", 10*time.Second, "Timeout of one scrape (capped at the target's interval).")
@@ -87,7 +91,8 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 
 	fs.StringVar(&o.RulesConfigMap, "rules.configmap", "kube-system/otel-shoot-scraper-rules", "namespace/name of the ConfigMap with filter rules (watched, applied without restart); the built-in Gardener defaults apply until it exists.")
 	fs.StringVar(&o.RulesKey, "rules.key", "rules.yaml", "Key of the rules in the ConfigMap.")
-	fs.StringVar(&o.RulesFile, "rules.file", "", "Filter rules from a file, read at start (for --discovery.kubernetes=false); replaces the ConfigMap.")
+	fs.StringVar(&o.RulesFile, "rules.file", "", "Filter rules from a file (with --discovery.kubernetes=false; instead of the ConfigMap): read at start (invalid rules are an error), then every --rules.file-poll-interval and on SIGHUP; invalid rules later keep the last good rules.")
+	fs.DurationVar(&o.RulesFilePoll, "rules.file-poll-interval", DefaultRulesFilePollInterval, "How often --rules.file is read for changes.")
 	fs.StringVar(&o.MemoryLimit, "memory.limit", DefaultMemoryLimit, "Soft memory limit of the Go runtime (as GOMEMLIMIT, which wins when set): the garbage collector works harder near it, trading CPU for memory. auto: 90% of the container's (cgroup) memory limit, none without one; off; a share of the cgroup limit such as 80%; or a quantity such as 200Mi.")
 	fs.IntVar(&o.GCPercent, "memory.gc-percent", DefaultGCPercent, "Garbage collection target percentage (as GOGC, which wins when set): the heap may grow this many percent over the live heap before a collection; negative disables collection until --memory.limit.")
 	fs.Int64Var(&o.MemoryLimitMiB, "runtime.memory-limit-mib", 0, "Soft memory limit in MiB; overrides --memory.limit when positive.")
@@ -198,6 +203,9 @@ func (o *Options) Validate() error {
 	default:
 		errs = append(errs, fmt.Errorf("--otlp.compression: %q is not one of gzip, zstd, none", o.OTLP.Compression))
 	}
+	if o.RulesFilePoll < 100*time.Millisecond {
+		errs = append(errs, fmt.Errorf("--rules.file-poll-interval: at least 100ms, got %s", o.RulesFilePoll))
+	}
 	if o.Interval < time.Second {
 		errs = append(errs, fmt.Errorf("--scrape.interval: at least 1s, got %s", o.Interval))
 	}
@@ -216,6 +224,7 @@ func (o *Options) Validate() error {
 	if o.ChunkPoints < 1 {
 		errs = append(errs, fmt.Errorf("--queue.record-max-data-points: at least 1"))
 	}
+	errs = append(errs, o.validateCombinations()...)
 	if o.UseAPI {
 		if err := o.Node.Validate(); err != nil {
 			errs = append(errs, err)
@@ -228,6 +237,53 @@ func (o *Options) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// set tells whether the operator gave flag name.
+func (o *Options) set(name string) bool { return o.fs != nil && o.fs.Changed(name) }
+
+// validateCombinations rejects flag combinations that can do nothing: a flag
+// that the other flags make ignored, and a configuration without any target.
+func (o *Options) validateCombinations() []error {
+	var errs []error
+	d := &o.Discovery
+	if !o.UseAPI {
+		for _, f := range []string{"pods.enabled", "pods.interval", "rules.configmap", "rules.key"} {
+			if o.set(f) {
+				errs = append(errs, fmt.Errorf("--%s: has no effect with --discovery.kubernetes=false (it needs the Kubernetes API)", f))
+			}
+		}
+		if d.NodeAddress == "" {
+			for _, f := range []string{"kubelet.enabled", "kubelet.interval", "cadvisor.interval", "kubelet.resource-interval"} {
+				if o.set(f) && d.Kubelet {
+					errs = append(errs, fmt.Errorf("--%s: the kubelet is scraped at --node.address, which is empty (and --discovery.kubernetes=false cannot look up the Node)", f))
+				}
+			}
+			if d.NodeExporter && d.NodeExporterURL == "" && (o.set("node-exporter.enabled") || o.set("node-exporter.interval")) {
+				errs = append(errs, errors.New("--node-exporter.enabled: node-exporter is scraped at --node.address, which is empty (and --discovery.kubernetes=false cannot look up the Node): set --node.address or --node-exporter.url"))
+			}
+		}
+		kubelet := d.Kubelet && d.NodeAddress != ""
+		nodeExporter := d.NodeExporter && (d.NodeAddress != "" || d.NodeExporterURL != "")
+		if !kubelet && !nodeExporter && len(o.StaticFlags) == 0 {
+			errs = append(errs, errors.New("no targets: with --discovery.kubernetes=false set --node.address (kubelet, node-exporter), --node-exporter.url or --target.static"))
+		}
+	} else if !d.Kubelet && !d.NodeExporter && !d.Pods && len(o.StaticFlags) == 0 {
+		errs = append(errs, errors.New("no targets: --kubelet.enabled, --node-exporter.enabled and --pods.enabled are false and there is no --target.static"))
+	}
+	if !d.NodeExporter && (o.set("node-exporter.url") || o.set("node-exporter.interval")) {
+		errs = append(errs, errors.New("--node-exporter.url/--node-exporter.interval: have no effect with --node-exporter.enabled=false"))
+	}
+	if !d.Kubelet && (o.set("kubelet.interval") || o.set("cadvisor.interval") || o.set("kubelet.resource-interval")) {
+		errs = append(errs, errors.New("--kubelet.interval/--cadvisor.interval/--kubelet.resource-interval: have no effect with --kubelet.enabled=false"))
+	}
+	if !d.Pods && o.set("pods.interval") {
+		errs = append(errs, errors.New("--pods.interval: has no effect with --pods.enabled=false"))
+	}
+	if o.UseAPI && o.RulesFile != "" {
+		errs = append(errs, errors.New("--rules.file: needs --discovery.kubernetes=false (with the API, rules come from --rules.configmap)"))
+	}
+	return errs
 }
 
 // chunkOptions are the bounds of the chunks scrapes are encoded and queued in:

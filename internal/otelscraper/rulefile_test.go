@@ -1,0 +1,141 @@
+package otelscraper
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+// syncBuffer is a log sink safe for concurrent use.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func pollUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// writeAtomic replaces a file as editors and ConfigMap mounts do.
+func writeAtomic(t *testing.T, path, content string) {
+	t.Helper()
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestFileRuleSource: a changed rules file is applied without a restart;
+// invalid rules and a missing file keep the last good rules with the
+// ConfigMap path's log line and metrics; SIGHUP reloads at once.
+func TestFileRuleSource(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "rules.yaml")
+	writeAtomic(t, path, "jobs:\n  a: {keep: [xx]}\n")
+	var logs syncBuffer
+	reg := prometheus.NewRegistry()
+	src, err := NewFileRuleSource(path, 100*time.Millisecond, slog.New(slog.NewTextHandler(&logs, nil)), reg, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- src.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	jobs := func() string { return strings.Join(src.Current().Jobs(), ",") }
+	if jobs() != "a" {
+		t.Fatalf("jobs %q at start", jobs())
+	}
+	reloads := func(result string) float64 {
+		return testutil.ToFloat64(src.metrics.reloads.WithLabelValues(result))
+	}
+
+	writeAtomic(t, path, "jobs:\n  b: {keep: [up_total]}\n")
+	pollUntil(t, "the changed rules", func() bool { return jobs() == "b" })
+
+	writeAtomic(t, path, "jobs:\n  c: {kep: [y]}\n")
+	pollUntil(t, "the reload error", func() bool { return reloads("error") == 1 })
+	if jobs() != "b" {
+		t.Errorf("invalid rules replaced the last good ones: jobs %q", jobs())
+	}
+	if got := testutil.ToFloat64(src.metrics.lastSuccess); got != 0 {
+		t.Errorf("rules_last_reload_success = %v, want 0", got)
+	}
+	pollUntil(t, "the log line", func() bool {
+		return strings.Contains(logs.String(), "invalid filter rules, keeping the last good rules")
+	})
+	time.Sleep(300 * time.Millisecond) // several polls of the same invalid file
+	if got := reloads("error"); got != 1 {
+		t.Errorf("the same invalid file counted %v times", got)
+	}
+
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	pollUntil(t, "the missing file reported", func() bool { return reloads("error") == 2 })
+	if jobs() != "b" {
+		t.Errorf("a missing file replaced the last good rules: jobs %q", jobs())
+	}
+
+	writeAtomic(t, path, "jobs:\n  d: {keep: [zz]}\n")
+	pollUntil(t, "the fixed rules", func() bool { return jobs() == "d" })
+	if got := testutil.ToFloat64(src.metrics.lastSuccess); got != 1 {
+		t.Errorf("rules_last_reload_success = %v after a good reload", got)
+	}
+}
+
+// TestFileRuleSourceSIGHUP: with a poll interval too long to matter, SIGHUP
+// applies a changed file.
+func TestFileRuleSourceSIGHUP(t *testing.T) {
+	// The test process keeps SIGHUP from terminating it while the source's
+	// handler may not be installed yet.
+	guard := make(chan os.Signal, 16)
+	signal.Notify(guard, syscall.SIGHUP)
+	defer signal.Stop(guard)
+	path := filepath.Join(t.TempDir(), "rules.yaml")
+	writeAtomic(t, path, "jobs:\n  a: {keep: [xx]}\n")
+	src, err := NewFileRuleSource(path, time.Hour, nil, nil, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- src.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	writeAtomic(t, path, "jobs:\n  b: {keep: [up_total]}\n")
+	pollUntil(t, "the rules after SIGHUP", func() bool {
+		_ = syscall.Kill(os.Getpid(), syscall.SIGHUP)
+		return strings.Join(src.Current().Jobs(), ",") == "b"
+	})
+}
