@@ -188,6 +188,8 @@ func TestE2E(t *testing.T) {
 			}
 		})
 	}
+	step(t, "all", "seed overlay: 3 replicas each Ready, one Lease holder per leader-elected daemon", func(t *testing.T) { proveSeed(ctx, t, tag2) })
+	step(t, "mr-signer", "webhook signs every write through a 3-replica rolling update", func(t *testing.T) { proveWebhookAvailability(ctx, t, tag1) })
 	step(t, "all", "SIGKILL of a daemon's process recovers (restart, Ready)", func(t *testing.T) { proveKillRecovery(ctx, t) })
 	// Last: the drain evicts every pod that is not a DaemonSet's.
 	step(t, "event-watcher", "Azure Reboot event: condition, taint, cordon, drain with a real PDB", func(t *testing.T) { proveEventWatcher(ctx, t) })
