@@ -70,6 +70,7 @@ func run(ctx context.Context, d *daemon.Daemon, o *Options) error {
 		}
 		mg := newManager(current, exp.EnqueueEncoded, m, d.Logger, o.resourceAttrs)
 		mg.chunk = o.chunkOptions()
+		mg.report = o.ReportMetrics
 		mg.sync(ctx, o.Discovery.targets(nil, nil))
 		o.startedUp(d)
 		<-ctx.Done()
@@ -127,6 +128,7 @@ func run(ctx context.Context, d *daemon.Daemon, o *Options) error {
 
 	mg := newManager(rules.Current, exp.EnqueueEncoded, m, d.Logger, o.resourceAttrs)
 	mg.chunk = o.chunkOptions()
+	mg.report = o.ReportMetrics
 	defer mg.wait()
 	o.startedUp(d)
 	// Target changes arrive through the informers; a slow resync also picks up

@@ -17,9 +17,12 @@ type manager struct {
 	rules func() *Rules
 	sink  Sink
 	chunk promotlp.ChunkOptions // zero: the scraper's default
-	m     *metrics
-	log   *slog.Logger
-	attrs map[string]string
+	// report: every scrape adds up, scrape_duration_seconds, ... (Prometheus'
+	// report series); on in the daemon.
+	report bool
+	m      *metrics
+	log    *slog.Logger
+	attrs  map[string]string
 
 	mu      sync.Mutex
 	running map[string]*runningTarget
@@ -65,6 +68,7 @@ func (mg *manager) sync(ctx context.Context, targets []Target) {
 		if mg.chunk != (promotlp.ChunkOptions{}) {
 			s.chunk = mg.chunk
 		}
+		s.report = mg.report
 		tctx, cancel := context.WithCancel(ctx)
 		mg.running[k] = &runningTarget{target: t, cancel: cancel}
 		mg.wg.Add(1)

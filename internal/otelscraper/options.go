@@ -32,7 +32,8 @@ type Options struct {
 	UseAPI      bool
 	StaticFlags []string
 
-	Interval time.Duration
+	Interval      time.Duration
+	ReportMetrics bool
 
 	RulesConfigMap     string
 	RulesKey           string
@@ -71,6 +72,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	o.fs = fs
 	d := &o.Discovery
 	fs.DurationVar(&o.Interval, "scrape.interval", 15*time.Second, "Default interval between scrapes of a target.")
+	fs.BoolVar(&o.ReportMetrics, "scrape.report-metrics", true, "Export with every scrape the series Prometheus adds to a direct scrape of the target: up, scrape_duration_seconds, scrape_samples_scraped, scrape_samples_post_metric_relabeling (gauges of the target's resource: job and instance after Prometheus' OTLP translation).")
 	fs.DurationVar(&d.Timeout, "scrape.timeout", 10*time.Second, "Timeout of one scrape (capped at the target's interval).")
 	fs.StringVar(&d.NodeAddress, "node.address", os.Getenv(NodeIPEnv), "IP or host name of this node for kubelet and node-exporter (default $"+NodeIPEnv+", else the Node's InternalIP).")
 	fs.BoolVar(&d.Kubelet, "kubelet.enabled", true, "Scrape the kubelet's /metrics, /metrics/cadvisor and /metrics/resource.")

@@ -63,6 +63,10 @@ type scraper struct {
 	convLimit int
 	chunk     promotlp.ChunkOptions // bounds of the chunks a scrape is handed over in
 	consts    []promtext.Label      // scratch: the constLabels a sample lacks
+	// report adds up, scrape_duration_seconds, scrape_samples_scraped and
+	// scrape_samples_post_metric_relabeling to every scrape, as Prometheus does.
+	report bool
+	sample promtext.Sample // scratch for the report samples
 }
 
 func newScraper(t Target, rules func() *Rules, sink Sink, m *metrics, log *slog.Logger, attrs map[string]string) (*scraper, error) {
@@ -177,19 +181,32 @@ func (s *scraper) scrapeOnce(ctx context.Context, now time.Time) {
 	job := s.target.Job
 	ctx, cancel := context.WithTimeout(ctx, s.target.Timeout)
 	defer cancel()
-	resp, err := s.get(ctx)
-	if err != nil {
-		dur := time.Since(now)
-		s.m.scrapeDuration.WithLabelValues(job, s.target.instance()).Set(dur.Seconds())
-		s.failed(ctx, err, dur)
-		return
-	}
-	defer resp.Body.Close()
 	jr := s.rules().Job(job)
 	if s.conv == nil || s.convLimit != jr.SeriesLimit() {
 		s.conv = promotlp.New(promotlp.Options{SeriesLimit: jr.SeriesLimit()})
 		s.convLimit = jr.SeriesLimit()
 	}
+	resp, err := s.get(ctx)
+	if err != nil {
+		dur := time.Since(now)
+		s.m.scrapeDuration.WithLabelValues(job, s.target.instance()).Set(dur.Seconds())
+		s.failed(ctx, err, dur)
+		if s.report {
+			// up 0 and the other report series; the target's series are not
+			// forgotten (a partial scrape).
+			s.conv.Begin(now)
+			s.addReport(now, false, dur, 0, 0)
+			chunk := s.chunk
+			chunk.Partial = true
+			out, _, sinkErr := s.conv.FinishChunks(s.out, s.resource, s.scope, chunk, s.sink)
+			s.out = out
+			if sinkErr != nil {
+				s.log.Error("cannot queue scraped data", "err", sinkErr.Error())
+			}
+		}
+		return
+	}
+	defer resp.Body.Close()
 	s.conv.Begin(now)
 	consts := jr.ConstLabels()
 	scraped, kept := 0, 0
@@ -206,6 +223,9 @@ func (s *scraper) scrapeOnce(ctx context.Context, now time.Time) {
 	})
 	dur := time.Since(now)
 	s.m.scrapeDuration.WithLabelValues(job, s.target.instance()).Set(dur.Seconds())
+	if s.report {
+		s.addReport(now, perr == nil, dur, scraped, kept)
+	}
 	// What was parsed before an error is exported all the same; a cut-off
 	// scrape is partial: the series it did not reach are not forgotten.
 	chunk := s.chunk
@@ -237,6 +257,44 @@ func (s *scraper) scrapeOnce(ctx context.Context, now time.Time) {
 	}
 	if sinkErr != nil {
 		s.log.Error("cannot queue scraped data", "err", sinkErr.Error())
+	}
+}
+
+// The series Prometheus adds to every scrape of a target (named and labelled
+// as a direct scrape stores them: job and instance are the resource's
+// service.name and service.instance.id).
+const (
+	reportUp            = "up"
+	reportDuration      = "scrape_duration_seconds"
+	reportScraped       = "scrape_samples_scraped"
+	reportPostRelabel   = "scrape_samples_post_metric_relabeling"
+	reportHelpUp        = "1 if the target was scraped successfully, 0 otherwise."
+	reportHelpDuration  = "Duration of the scrape in seconds."
+	reportHelpScraped   = "Samples the target exposed."
+	reportHelpPostRelab = "Samples left after the filter rules."
+)
+
+// addReport adds the report series of a scrape to the converter, as gauges
+// without attributes, at the scrape's time.
+func (s *scraper) addReport(now time.Time, up bool, dur time.Duration, scraped, kept int) {
+	upValue := 0.0
+	if up {
+		upValue = 1
+	}
+	for _, r := range []struct {
+		name, help string
+		v          float64
+	}{
+		{reportUp, reportHelpUp, upValue},
+		{reportDuration, reportHelpDuration, dur.Seconds()},
+		{reportScraped, reportHelpScraped, float64(scraped)},
+		{reportPostRelabel, reportHelpPostRelab, float64(kept)},
+	} {
+		s.sample = promtext.Sample{
+			Family: []byte(r.name), Name: []byte(r.name), Type: promtext.TypeGauge,
+			Value: r.v, TimestampMs: now.UnixMilli(), HasTimestamp: true, Help: []byte(r.help),
+		}
+		s.conv.Add(&s.sample, nil)
 	}
 }
 

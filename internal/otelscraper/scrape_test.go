@@ -168,3 +168,78 @@ func TestConstLabelsDoNotOverwrite(t *testing.T) {
 		t.Errorf("attributes:\n got %q\nwant %q", got, want)
 	}
 }
+
+// gauges returns the Gauge data points of the chunks as name -> value, and
+// whether each had attributes.
+func gauges(t *testing.T, chunks [][]byte) map[string]float64 {
+	t.Helper()
+	out := map[string]float64{}
+	for _, c := range chunks {
+		var md metricspb.MetricsData
+		if err := proto.Unmarshal(c, &md); err != nil {
+			t.Fatal(err)
+		}
+		for _, rm := range md.ResourceMetrics {
+			for _, sm := range rm.ScopeMetrics {
+				for _, m := range sm.Metrics {
+					for _, dp := range m.GetGauge().GetDataPoints() {
+						out[m.Name] = dp.GetAsDouble()
+					}
+				}
+			}
+		}
+	}
+	return out
+}
+
+// TestReportSeries: every scrape exports up, scrape_duration_seconds,
+// scrape_samples_scraped and scrape_samples_post_metric_relabeling like a
+// direct Prometheus scrape, up 0 when the scrape fails; OpenMetrics info
+// families keep their _info name.
+func TestReportSeries(t *testing.T) {
+	var fail atomic.Bool
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if fail.Load() {
+			http.Error(w, "down", http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("Content-Type", "application/openmetrics-text; version=1.0.0; charset=utf-8")
+		_, _ = io.WriteString(w, "# TYPE build info\nbuild_info{version=\"1.2\"} 1\n# TYPE a gauge\na 1\n# TYPE b gauge\nb 2\n# EOF\n")
+	}))
+	defer srv.Close()
+	rules, err := ParseRules([]byte("default: {drop: [b]}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var chunks [][]byte
+	sink := func(b []byte, _ int) error { chunks = append(chunks, append([]byte(nil), b...)); return nil }
+	s, err := newScraper(Target{Job: "j", URL: srv.URL, Interval: time.Minute, Timeout: 10 * time.Second},
+		func() *Rules { return rules }, sink, newMetrics(nil, "test"), slog.New(slog.DiscardHandler), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.report = true
+	s.scrapeOnce(context.Background(), time.Unix(1700000000, 0))
+	got := gauges(t, chunks)
+	for name, want := range map[string]float64{"up": 1, "scrape_samples_scraped": 3, "scrape_samples_post_metric_relabeling": 2, "build_info": 1, "a": 1} {
+		if v, ok := got[name]; !ok || v != want {
+			t.Errorf("%s = %v (exported: %v), want %v", name, v, ok, want)
+		}
+	}
+	if _, ok := got["scrape_duration_seconds"]; !ok {
+		t.Error("no scrape_duration_seconds")
+	}
+	if _, ok := got["build"]; ok {
+		t.Error("info family exported as build, want build_info")
+	}
+	chunks = nil
+	fail.Store(true)
+	s.scrapeOnce(context.Background(), time.Unix(1700000060, 0))
+	got = gauges(t, chunks)
+	if v, ok := got["up"]; !ok || v != 0 {
+		t.Errorf("failed scrape: up = %v (exported: %v), want 0", v, ok)
+	}
+	if v := got["scrape_samples_scraped"]; v != 0 {
+		t.Errorf("failed scrape: scrape_samples_scraped = %v", v)
+	}
+}

@@ -118,8 +118,8 @@ func (c *Converter) Add(s *promtext.Sample, extraLabels []promtext.Label) {
 		return
 	}
 	name := s.Family
-	if s.Type == promtext.TypeUnknown {
-		name = s.Name
+	if s.Type == promtext.TypeUnknown || s.Type == promtext.TypeInfo {
+		name = s.Name // an info family x is exposed (and named by Prometheus) as x_info
 	}
 	f := c.family(name, s)
 	if f == nil {

@@ -260,7 +260,7 @@ func TestGaugeLike(t *testing.T) {
 			}},
 		},
 		{
-			name: "untyped, info and stateset become gauges",
+			name: "untyped, info and stateset become gauges; info keeps _info",
 			scrapes: []scrape{{
 				samples: []*promtext.Sample{
 					smp("some_thing_total", untyped, none, 4),
@@ -270,7 +270,7 @@ func TestGaugeLike(t *testing.T) {
 				},
 				want: []*metricspb.Metric{
 					gaugeM("some_thing_total", "unknown", num(0, ns(0), 4)),
-					gaugeM("build", "info", num(0, ns(0), 1, "version", "1.2")),
+					gaugeM("build_info", "info", num(0, ns(0), 1, "version", "1.2")),
 					gaugeM("state", "stateset", num(0, ns(0), 1, "state", "a"), num(0, ns(0), 0, "state", "b")),
 				},
 				stats: one(4),

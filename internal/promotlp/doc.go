@@ -21,6 +21,8 @@
 //   - counter -> Sum, cumulative, monotonic.
 //   - gauge, unknown/untyped -> Gauge.
 //   - info, stateset -> Gauge with the exposed value (1 for an info metric,
+//     which is named as exposed, x_info, as a direct Prometheus scrape
+//     stores it,
 //     0/1 for a state) and the labels as attributes. The Collector emits a
 //     non-monotonic cumulative Sum here; a Gauge needs no start time and no
 //     reset tracking and carries the same information.
