@@ -42,6 +42,9 @@ func (c *Controller) syncApprove(ctx context.Context, d desired, now time.Time) 
 		switch {
 		case err == nil:
 			c.approved[e.ID] = true
+			c.mu.Lock()
+			c.tracker.markApproved(e.ID)
+			c.mu.Unlock()
 			c.approveBackoff.Reset()
 			c.m.action("approve", resultSuccess)
 			c.log.Info("event approved", "eventID", e.ID)

@@ -31,6 +31,19 @@ type Config struct {
 	EvictionRetry time.Duration
 	// PodPollInterval is how often to check that evicted pods are gone; default 2 s.
 	PodPollInterval time.Duration
+	// Force evicts, for the event types it lists, pods without a controller
+	// (kubectl drain --force); elsewhere they are left on the node and reported.
+	Force map[imds.EventType]bool
+	// DeleteEmptyDirData evicts, for the event types it lists, pods with an
+	// emptyDir volume (kubectl drain --delete-emptydir-data); elsewhere they are
+	// left on the node and reported.
+	DeleteEmptyDirData map[imds.EventType]bool
+	// TerminatingTimeout: a pod still terminating this long after its
+	// deletionTimestamp (finalizers, a dead kubelet) is reported and no longer
+	// waited for; default 2 min.
+	TerminatingTimeout time.Duration
+	// MaxConcurrentEvictions bounds the evictions in flight at once; default 10.
+	MaxConcurrentEvictions int
 	// PollInterval is the least time between the starts of two metadata polls, and
 	// the first wait after a failed poll or API write (doubling up to
 	// MaxRetryInterval). A client whose Poll blocks (GCP's long poll) is polled
@@ -56,6 +69,9 @@ const (
 	DefaultPodPollInterval  = 2 * time.Second
 	DefaultPollInterval     = 2 * time.Second
 	DefaultMaxRetryInterval = time.Minute
+
+	DefaultTerminatingTimeout     = 2 * time.Minute
+	DefaultMaxConcurrentEvictions = 10
 )
 
 // withDefaults fills zero values and merges Actions over DefaultActions.
@@ -79,6 +95,10 @@ func (c Config) withDefaults() Config {
 	def(&c.PodPollInterval, DefaultPodPollInterval)
 	def(&c.PollInterval, DefaultPollInterval)
 	def(&c.MaxRetryInterval, DefaultMaxRetryInterval)
+	def(&c.TerminatingTimeout, DefaultTerminatingTimeout)
+	if c.MaxConcurrentEvictions == 0 {
+		c.MaxConcurrentEvictions = DefaultMaxConcurrentEvictions
+	}
 	return c
 }
 
@@ -104,10 +124,14 @@ func (c Config) validate() error {
 	}{
 		{"DrainMargin", c.DrainMargin}, {"DrainTimeout", c.DrainTimeout}, {"EvictionRetry", c.EvictionRetry},
 		{"PodPollInterval", c.PodPollInterval}, {"PollInterval", c.PollInterval}, {"MaxRetryInterval", c.MaxRetryInterval},
+		{"TerminatingTimeout", c.TerminatingTimeout},
 	} {
 		if d.value < 0 {
 			errs = append(errs, fmt.Errorf("%s: must not be negative, got %s", d.name, d.value))
 		}
+	}
+	if c.MaxConcurrentEvictions < 0 {
+		errs = append(errs, fmt.Errorf("MaxConcurrentEvictions: must not be negative, got %d", c.MaxConcurrentEvictions))
 	}
 	if (c.PodNamespace == "") != (c.PodName == "") {
 		errs = append(errs, errors.New("PodNamespace and PodName: set both or neither"))

@@ -46,6 +46,8 @@ type Controller struct {
 
 	// trigger asks the reconcile loop for a pass; buffered 1, sends never block.
 	trigger chan struct{}
+	// rounds are the running eviction rounds (at most one per drain).
+	rounds  sync.WaitGroup
 	running atomic.Bool
 	polled  atomic.Bool
 
@@ -133,6 +135,7 @@ func (c *Controller) Run(ctx context.Context) error {
 	wg.Go(func() { c.pollLoop(ctx) })
 	c.reconcileLoop(ctx)
 	wg.Wait()
+	c.rounds.Wait()
 	return nil
 }
 

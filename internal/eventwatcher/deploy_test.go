@@ -3,6 +3,7 @@ package eventwatcher
 import (
 	"testing"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 
@@ -44,6 +45,33 @@ func TestDeployBase(t *testing.T) {
 			t.Errorf("event-watcher may not %s %s/%s", a.verb, a.res, a.sub)
 		}
 	}
+	// To name the budget that blocks an eviction.
+	if !env.ServiceAccountMay(t, "kube-system", "event-watcher", authorizationv1.ResourceAttributes{Verb: "list", Group: "policy", Resource: "poddisruptionbudgets", Namespace: "shoot"}) {
+		t.Error("event-watcher may not list poddisruptionbudgets")
+	}
+
+	// The admission policies that narrow the ClusterRole to its own Node
+	// (TestAdmissionPolicyOwnNodeOnly tests them with real tokens) match the
+	// base's service account by name.
+	policies, bindings := 0, map[string]bool{}
+	for _, obj := range testenv.ReadManifests(t, "../../deploy/event-watcher/base") {
+		switch o := obj.(type) {
+		case *admissionregistrationv1.ValidatingAdmissionPolicy:
+			policies++
+			if len(o.Spec.MatchConditions) != 1 || o.Spec.MatchConditions[0].Expression != "request.userInfo.username == 'system:serviceaccount:kube-system:event-watcher'" ||
+				o.Spec.FailurePolicy == nil || *o.Spec.FailurePolicy != admissionregistrationv1.Fail {
+				t.Errorf("policy %s: match conditions %+v, failure policy %v", o.Name, o.Spec.MatchConditions, o.Spec.FailurePolicy)
+			}
+		case *admissionregistrationv1.ValidatingAdmissionPolicyBinding:
+			if len(o.Spec.ValidationActions) == 1 && o.Spec.ValidationActions[0] == admissionregistrationv1.Deny {
+				bindings[o.Spec.PolicyName] = true
+			}
+		}
+	}
+	if policies != 2 || !bindings["trellis-event-watcher-own-node"] || !bindings["trellis-event-watcher-own-pods"] {
+		t.Errorf("admission policies %d, Deny bindings %v", policies, bindings)
+	}
+
 	for _, a := range []struct{ verb, res, sub string }{
 		{"list", "secrets", ""}, {"delete", "pods", ""}, {"delete", "nodes", ""}, {"update", "pods", ""}, {"create", "pods", ""},
 	} {

@@ -104,13 +104,16 @@ func (cl *cluster) setReady(ready bool) {
 	}
 }
 
-// createPod creates a running, Ready pod bound to the node (or to another).
+// createPod creates a running, Ready pod bound to the node (or to another),
+// owned by a ReplicaSet (mut can make it a bare pod: bare()).
 func (cl *cluster) createPod(name string, labels map[string]string, mut func(*corev1.Pod)) *corev1.Pod {
 	cl.t.Helper()
 	ctx := context.Background()
 	p := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: cl.ns, Labels: labels},
-		Spec:       corev1.PodSpec{NodeName: cl.node, Containers: []corev1.Container{{Name: "c", Image: "registry.k8s.io/pause:3.10"}}},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: cl.ns, Labels: labels,
+			OwnerReferences: []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: name + "-rs",
+				UID: "5f0e6b34-2222-4a8e-9d6e-000000000002", Controller: ptrTo(true)}}},
+		Spec: corev1.PodSpec{NodeName: cl.node, Containers: []corev1.Container{{Name: "c", Image: "registry.k8s.io/pause:3.10"}}},
 	}
 	if mut != nil {
 		mut(p)
@@ -140,6 +143,7 @@ func (cl *cluster) standardPods() (evict, keep []string) {
 		p.OwnerReferences = []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "DaemonSet", Name: "agent", UID: "5f0e6b34-1111-4a8e-9d6e-000000000001", Controller: ptrTo(true)}}
 	})
 	cl.createPod("static-etcd", nil, func(p *corev1.Pod) {
+		p.OwnerReferences = []metav1.OwnerReference{{APIVersion: "v1", Kind: "Node", Name: cl.node, UID: "5f0e6b34-3333-4a8e-9d6e-000000000003", Controller: ptrTo(true)}}
 		p.Annotations = map[string]string{corev1.MirrorPodAnnotationKey: "0123456789abcdef"}
 	})
 	cl.createPod("event-watcher", nil, nil)
@@ -147,6 +151,14 @@ func (cl *cluster) standardPods() (evict, keep []string) {
 }
 
 func ptrTo[T any](v T) *T { return &v }
+
+// bare makes a pod without a controller (nothing would recreate it).
+func bare(p *corev1.Pod) { p.OwnerReferences = nil }
+
+// withEmptyDir gives a pod an emptyDir volume.
+func withEmptyDir(p *corev1.Pod) {
+	p.Spec.Volumes = append(p.Spec.Volumes, corev1.Volume{Name: "scratch", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}})
+}
 
 // createPDB creates a budget over app=guarded and sets its status as the
 // disruption controller would (none runs here).
@@ -320,9 +332,15 @@ type running struct {
 // start runs a controller until stop or the end of the test.
 func (cl *cluster) start(src imds.Client, cfg Config) *running {
 	cl.t.Helper()
+	return cl.startWith(cl.client, src, cfg)
+}
+
+// startWith runs a controller on client's credentials.
+func (cl *cluster) startWith(client kubernetes.Interface, src imds.Client, cfg Config) *running {
+	cl.t.Helper()
 	reg := prometheus.NewRegistry()
 	log := slog.New(slog.NewTextHandler(cl.t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
-	c, err := New(cl.client, src, cfg, log, reg, "")
+	c, err := New(client, src, cfg, log, reg, "")
 	if err != nil {
 		cl.t.Fatal(err)
 	}

@@ -28,6 +28,7 @@ type metrics struct {
 	lastPoll         prometheus.Gauge
 	unknownTypes     *prometheus.CounterVec
 	evictionsBlocked prometheus.Counter
+	podsLeft         *prometheus.CounterVec
 }
 
 func newMetrics(namespace string) *metrics {
@@ -65,11 +66,15 @@ func newMetrics(namespace string) *metrics {
 			Namespace: namespace, Name: "evictions_blocked_total",
 			Help: "Evictions refused with 429 Too Many Requests, i.e. blocked by a PodDisruptionBudget.",
 		}),
+		podsLeft: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "drain_pods_left_total",
+			Help: "Pods a drain left on the node and did not wait for, counted once per pod and drain, by reason: no_controller and emptydir (the drain policy, see --drain.force and --drain.delete-emptydir-data), stuck_terminating (still terminating --drain.terminating-timeout after its deletion time).",
+		}, []string{"reason"}),
 	}
 }
 
 func (m *metrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.eventTransitions, m.events, m.actions, m.drainDuration, m.metadataErrors, m.lastPoll, m.unknownTypes, m.evictionsBlocked}
+	return []prometheus.Collector{m.eventTransitions, m.events, m.actions, m.drainDuration, m.metadataErrors, m.lastPoll, m.unknownTypes, m.evictionsBlocked, m.podsLeft}
 }
 
 func (m *metrics) action(action, result string) { m.actions.WithLabelValues(action, result).Inc() }

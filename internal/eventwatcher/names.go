@@ -51,9 +51,15 @@ const (
 	ReasonCordon         = "Cordon"
 	ReasonDrain          = "Drain"
 	ReasonDrainFailed    = "DrainFailed"
-	ReasonApproved       = "Approved"
-	ReasonApproveFailed  = "ApproveFailed"
-	ReasonUncordon       = "Uncordon"
+	// ReasonPodNotEvicted: the drain policy leaves a pod on the node (no
+	// controller, or emptyDir data), as kubectl drain would refuse it.
+	ReasonPodNotEvicted = "PodNotEvicted"
+	// ReasonPodStuckTerminating: a pod kept terminating past
+	// --drain.terminating-timeout; the drain no longer waits for it.
+	ReasonPodStuckTerminating = "PodStuckTerminating"
+	ReasonApproved            = "Approved"
+	ReasonApproveFailed       = "ApproveFailed"
+	ReasonUncordon            = "Uncordon"
 	// ReasonEventNotUnderstood: the metadata client reported a notice it could
 	// not parse into an event (a new type or status); nothing is done about it.
 	ReasonEventNotUnderstood = "EventNotUnderstood"

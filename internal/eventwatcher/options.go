@@ -26,6 +26,8 @@ type Options struct {
 	TaintEffect    string
 	PodName        string
 	PodNamespace   string
+	Force          []string
+	DeleteEmptyDir []string
 
 	Config Config
 	Node   kube.NodeOptions
@@ -48,6 +50,10 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&c.DrainTimeout, "drain.timeout", DefaultDrainTimeout, "Deadline of a drain for an event without NotBefore (already started, or unknown).")
 	fs.DurationVar(&c.EvictionRetry, "drain.eviction-retry", DefaultEvictionRetry, "First wait after an eviction blocked by a PodDisruptionBudget (doubles up to --retry.max-interval).")
 	fs.DurationVar(&c.PodPollInterval, "drain.pod-poll-interval", DefaultPodPollInterval, "How often to check that evicted pods are gone.")
+	fs.StringSliceVar(&o.Force, "drain.force", nil, "Event types for which a drain also evicts pods without a controller (as kubectl drain --force), or \"all\". For other types such pods are left on the node and reported.")
+	fs.StringSliceVar(&o.DeleteEmptyDir, "drain.delete-emptydir-data", nil, "Event types for which a drain also evicts pods with emptyDir volumes, whose data is deleted (as kubectl drain --delete-emptydir-data), or \"all\". For other types such pods are left on the node and reported.")
+	fs.DurationVar(&c.TerminatingTimeout, "drain.terminating-timeout", DefaultTerminatingTimeout, "A pod still terminating this long after its deletion time (finalizers, a dead kubelet) is reported and no longer waited for.")
+	fs.IntVar(&c.MaxConcurrentEvictions, "drain.max-concurrent-evictions", DefaultMaxConcurrentEvictions, "Evictions in flight at once.")
 	fs.BoolVar(&c.Approve, "approve", false, "After a successful drain, ask the cloud to start the event early (Azure StartRequests). Approval starts the event for every VM it names.")
 	fs.BoolVar(&c.DryRun, "dry-run", false, "Only record (condition, Events, metrics): never taint, label, cordon, drain or approve.")
 	fs.StringVar(&o.PodName, "pod.name", os.Getenv("POD_NAME"), "This pod's name, never evicted by a drain (default $POD_NAME).")
@@ -62,6 +68,12 @@ func (o *Options) Complete() error {
 		return fmt.Errorf("--actions: %w", err)
 	}
 	o.Config.Actions = actions
+	if o.Config.Force, err = ParseTypeSet(o.Force); err != nil {
+		return fmt.Errorf("--drain.force: %w", err)
+	}
+	if o.Config.DeleteEmptyDirData, err = ParseTypeSet(o.DeleteEmptyDir); err != nil {
+		return fmt.Errorf("--drain.delete-emptydir-data: %w", err)
+	}
 	o.Config.TaintEffect = corev1.TaintEffect(o.TaintEffect)
 	o.Config.NodeName = o.Node.Name
 	o.Config.PodName, o.Config.PodNamespace = o.PodName, o.PodNamespace
@@ -88,10 +100,14 @@ func (o *Options) Validate() error {
 		flag string
 		v    time.Duration
 	}{{"--poll.interval", o.Config.PollInterval}, {"--retry.max-interval", o.Config.MaxRetryInterval}, {"--drain.margin", o.Config.DrainMargin},
-		{"--drain.timeout", o.Config.DrainTimeout}, {"--drain.eviction-retry", o.Config.EvictionRetry}, {"--drain.pod-poll-interval", o.Config.PodPollInterval}} {
+		{"--drain.timeout", o.Config.DrainTimeout}, {"--drain.eviction-retry", o.Config.EvictionRetry}, {"--drain.pod-poll-interval", o.Config.PodPollInterval},
+		{"--drain.terminating-timeout", o.Config.TerminatingTimeout}} {
 		if d.v <= 0 {
 			errs = append(errs, fmt.Errorf("%s: must be positive, got %s", d.flag, d.v))
 		}
+	}
+	if o.Config.MaxConcurrentEvictions <= 0 {
+		errs = append(errs, fmt.Errorf("--drain.max-concurrent-evictions: must be positive, got %d", o.Config.MaxConcurrentEvictions))
 	}
 	if len(errs) == 0 {
 		c := o.Config.withDefaults()

@@ -18,6 +18,9 @@ type tracked struct {
 	KnownNotBefore time.Time
 	// StartedSeen: a poll reported the event Started.
 	StartedSeen bool
+	// Approved: this process asked the cloud to start the event and the cloud
+	// accepted (Azure StartRequests answered 200).
+	Approved bool
 }
 
 // Event statuses in metrics and transitions.
@@ -160,13 +163,21 @@ func (t *tracker) update(s imds.Snapshot, now time.Time) (changed bool, out []tr
 	return changed, out
 }
 
+// markApproved records that the cloud accepted our request to start event id.
+func (t *tracker) markApproved(id string) {
+	if e, ok := t.events[id]; ok {
+		e.Approved = true
+	}
+}
+
 // vanished tells how an event that left the snapshot ended: Azure and AWS drop
-// an event once it is over. Seen started means it ran; gone while still
+// an event once it is over. Seen started, or approved by us (it then starts at
+// once, and a short one can be over before the next poll), means it ran; gone while still
 // scheduled before its NotBefore means it was canceled; anything else (gone
 // after NotBefore without being seen started, e.g. a Freeze of a few seconds
 // between two polls) is taken as completed.
 func vanished(t tracked, now time.Time) string {
-	if t.StartedSeen {
+	if t.StartedSeen || t.Approved {
 		return statusCompleted
 	}
 	if !t.KnownNotBefore.IsZero() && now.Before(t.KnownNotBefore) {
