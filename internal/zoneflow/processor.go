@@ -79,15 +79,41 @@ const vanishedDumps = 30
 // records (indexes, -1 for "not reported here") the flow's directions add to.
 // Kept in a slab, addressed through a map of flowKey -> slab index, so one map
 // lookup updates a flow in place and nothing per flow is a pointer the GC scans.
+// 40 bytes: packet counters are kept modulo 2^32 (a flow sends fewer than 4G
+// packets between two dumps, so their deltas stay exact), the epoch modulo
+// 2^16 (live flows are at most one dump old, tombstones a few dozen).
 type flowState struct {
-	origBytes, origPkts   uint64
-	replyBytes, replyPkts uint64
+	origBytes, replyBytes uint64
+	origPkts, replyPkts   uint32
 	recOrig, recReply     int32
 	gen                   uint32 // index generation the records were resolved with
 	// epoch: live, the last dump that saw it; vanished, the dump that missed it
 	// first; destroyed, the dump epoch current at the DESTROY.
-	epoch  uint32
+	epoch  uint16
 	status uint8
+}
+
+// slab holds flow states in fixed chunks: growing it never copies the states
+// nor holds two arrays at once (a million flows take 40 MB, not up to 100
+// during an append's growth).
+type slab struct {
+	chunks [][]flowState
+	n      uint32
+}
+
+const (
+	slabChunkBits = 14
+	slabChunk     = 1 << slabChunkBits
+)
+
+func (s *slab) at(i uint32) *flowState { return &s.chunks[i>>slabChunkBits][i&(slabChunk-1)] }
+
+func (s *slab) add() uint32 {
+	if int(s.n>>slabChunkBits) == len(s.chunks) {
+		s.chunks = append(s.chunks, make([]flowState, slabChunk))
+	}
+	s.n++
+	return s.n - 1
 }
 
 // Processor turns conntrack dumps and DESTROY events into per-record byte and
@@ -100,7 +126,7 @@ type Processor struct {
 	gen    uint32
 	epoch  uint32
 	flows  map[flowKey]uint32
-	slab   []flowState
+	slab   slab
 	free   []uint32
 	recIdx map[recordKey]int32
 	recs   []record
@@ -238,22 +264,23 @@ func (p *Processor) EndDump() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	e := p.epoch
+	e16, idle16 := uint16(e), uint16(p.idleEpoch)
 	lost := 0
 	for k, i := range p.flows {
-		st := &p.slab[i]
+		st := p.slab.at(i)
 		drop := false
 		switch st.status {
 		case stLive:
-			if st.epoch != e {
-				st.status, st.epoch = stVanished, e
+			if st.epoch != e16 {
+				st.status, st.epoch = stVanished, e16
 			}
 		case stVanished:
-			if st.epoch != e && (st.epoch <= p.idleEpoch || e-st.epoch >= vanishedDumps) {
+			if st.epoch != e16 && (int16(idle16-st.epoch) >= 0 || e16-st.epoch >= vanishedDumps) {
 				drop = true
 				lost++
 			}
 		case stDestroyed:
-			drop = st.epoch != e
+			drop = st.epoch != e16
 		case stRestored:
 			// Ended while the daemon was down: the bytes of its last moments
 			// are not known.
@@ -276,11 +303,10 @@ func (p *Processor) alloc(k flowKey) *flowState {
 		i = p.free[n-1]
 		p.free = p.free[:n-1]
 	} else {
-		i = uint32(len(p.slab))
-		p.slab = append(p.slab, flowState{})
+		i = p.slab.add()
 	}
 	p.flows[k] = i
-	st := &p.slab[i]
+	st := p.slab.at(i)
 	*st = flowState{}
 	return st
 }
@@ -290,7 +316,7 @@ func (p *Processor) observe(f *conntrack.Flow, destroy bool) {
 	i, ok := p.flows[k]
 	var st *flowState
 	if ok {
-		st = &p.slab[i]
+		st = p.slab.at(i)
 		switch st.status {
 		case stDestroyed:
 			// Already final: a dump that started before the DESTROY event may
@@ -316,36 +342,41 @@ func (p *Processor) observe(f *conntrack.Flow, destroy bool) {
 		st = p.alloc(k)
 		p.resolve(f, st)
 		if p.baseline && !p.restored && p.epoch == 1 && p.ended == 0 && !destroy {
-			st.origBytes, st.origPkts = f.OrigBytes, f.OrigPackets
-			st.replyBytes, st.replyPkts = f.ReplyBytes, f.ReplyPackets
+			st.origBytes, st.origPkts = f.OrigBytes, uint32(f.OrigPackets)
+			st.replyBytes, st.replyPkts = f.ReplyBytes, uint32(f.ReplyPackets)
 		}
 	}
 	if r := st.recOrig; r >= 0 {
 		rec := &p.recs[r]
-		rec.bytes += delta(f.OrigBytes, &st.origBytes)
-		rec.packets += delta(f.OrigPackets, &st.origPkts)
+		db, dp := delta(f.OrigBytes, f.OrigPackets, &st.origBytes, &st.origPkts)
+		rec.bytes += db
+		rec.packets += dp
 	}
 	if r := st.recReply; r >= 0 {
 		rec := &p.recs[r]
-		rec.bytes += delta(f.ReplyBytes, &st.replyBytes)
-		rec.packets += delta(f.ReplyPackets, &st.replyPkts)
+		db, dp := delta(f.ReplyBytes, f.ReplyPackets, &st.replyBytes, &st.replyPkts)
+		rec.bytes += db
+		rec.packets += dp
 	}
-	st.epoch = p.epoch
+	st.epoch = uint16(p.epoch)
 	st.status = stLive
 	if destroy {
 		st.status = stDestroyed
 	}
 }
 
-// delta is what a counter grew by since last; a counter that went down was
-// reset (another tool zeroed it, or the ID names a new entry) and counts whole.
-func delta(cur uint64, last *uint64) uint64 {
-	d := cur - *last
-	if cur < *last {
-		d = cur
+// delta is what a direction's counters grew by since last; counters that went
+// down were reset (another tool zeroed them, or the ID names a new entry) and
+// count whole. Packets are compared modulo 2^32.
+func delta(bytes, packets uint64, lastBytes *uint64, lastPkts *uint32) (uint64, uint64) {
+	var db, dp uint64
+	if bytes < *lastBytes {
+		db, dp = bytes, packets
+	} else {
+		db, dp = bytes-*lastBytes, uint64(uint32(packets)-*lastPkts)
 	}
-	*last = cur
-	return d
+	*lastBytes, *lastPkts = bytes, uint32(packets)
+	return db, dp
 }
 
 // resolve finds the records of both directions of a flow. The initiator sent

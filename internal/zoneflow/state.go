@@ -335,13 +335,13 @@ func (p *Processor) saveState(maxFlows int) *stateFile {
 	}
 	n := 0
 	for _, i := range p.flows {
-		if p.slab[i].status == stLive {
+		if p.slab.at(i).status == stLive {
 			n++
 		}
 	}
 	s.flows = make([]savedFlow, 0, min(n, maxFlows))
 	for k, i := range p.flows {
-		st := &p.slab[i]
+		st := p.slab.at(i)
 		if st.status != stLive {
 			continue
 		}
@@ -349,7 +349,7 @@ func (p *Processor) saveState(maxFlows int) *stateFile {
 			s.complete = false
 			break
 		}
-		s.flows = append(s.flows, savedFlow{key: k, origBytes: st.origBytes, origPkts: st.origPkts, replyBytes: st.replyBytes, replyPkts: st.replyPkts})
+		s.flows = append(s.flows, savedFlow{key: k, origBytes: st.origBytes, origPkts: uint64(st.origPkts), replyBytes: st.replyBytes, replyPkts: uint64(st.replyPkts)})
 	}
 	return s
 }
@@ -373,7 +373,7 @@ func (p *Processor) restoreState(s *stateFile) {
 			continue
 		}
 		st := p.alloc(f.key)
-		st.origBytes, st.origPkts, st.replyBytes, st.replyPkts = f.origBytes, f.origPkts, f.replyBytes, f.replyPkts
+		st.origBytes, st.origPkts, st.replyBytes, st.replyPkts = f.origBytes, uint32(f.origPkts), f.replyBytes, uint32(f.replyPkts)
 		st.status = stRestored
 	}
 	p.restored = s.complete

@@ -1,0 +1,211 @@
+package zoneflow
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"k8s.io/client-go/rest"
+
+	"github.com/trellis-garden/trellis/internal/netnstest"
+	"github.com/trellis-garden/trellis/internal/testbin"
+	"github.com/trellis-garden/trellis/internal/testenv"
+)
+
+// TestRestartLosesNothing restarts the built binary (SIGTERM, start again)
+// during a bulk TCP transfer from node A to node B and checks that nothing is
+// lost or counted twice: what the first run's last scrape showed plus what
+// the second run reports equals the kernel's count of what A sent to B (an
+// nftables counter in A's output hook). The binary runs inside A's network
+// namespace, as the DaemonSet in the host's, and reaches the API server
+// through a loopback forwarder in that namespace. The first run's final dump
+// and state file carry the bytes of its last moments and the flow's counters
+// over the downtime.
+func TestRestartLosesNothing(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary; skipped in -short mode")
+	}
+	netnstest.Require(t)
+	env := testenv.Get(t)
+	bin := testbin.Build(t, Name)
+	c := createCluster(t, env.Namespace(t))
+
+	nsA := netnstest.New(t, "zf-restart-a")
+	nsB := netnstest.New(t, "zf-restart-b")
+	netnstest.Veth(t, nsA, "eth0", "192.168.50.1/24", nsB, "eth0", "192.168.50.2/24")
+	nsA.EnableConntrack(t, true)
+	sentToB := nsA.CountTo(t, addr4("192.168.50.2"))
+
+	// The API server listens on the host's loopback: forward to it from A's.
+	api, err := url.Parse(env.Config.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fwd := nsA.Listen(t, "tcp", "127.0.0.1:0")
+	go forwardTo(fwd, api.Host)
+	cfg := rest.CopyConfig(env.Config)
+	cfg.Host = "https://" + fwd.Addr().String()
+	dir := t.TempDir()
+	kubeconfig := filepath.Join(dir, "kubeconfig")
+	if err := testenv.WriteKubeconfig(cfg, kubeconfig); err != nil {
+		t.Fatal(err)
+	}
+	state := filepath.Join(dir, "state", "zone-flow-tracer.state")
+	if err := os.MkdirAll(filepath.Dir(state), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// HTTP to the daemon's web address inside A.
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, network, addr string) (conn net.Conn, err error) {
+			err = nsA.Do(func() error { conn, err = (&net.Dialer{}).DialContext(ctx, network, addr); return err })
+			return conn, err
+		},
+	}}
+	var body string
+	// scrape returns bytes_total a>b once the daemon has dumped (body keeps
+	// the whole page).
+	scrape := func(web string) (float64, bool) {
+		resp, err := client.Get("http://" + web + "/metrics")
+		if err != nil {
+			return 0, false
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err != nil || resp.StatusCode != 200 {
+			return 0, false
+		}
+		body = string(b)
+		if d, _ := metricValue(body, "trellis_zone_flow_tracer_dumps_total", "result", "success"); d < 1 {
+			return 0, false
+		}
+		v, _ := metricValue(body, "trellis_zone_flow_tracer_bytes_total", "source_zone", "a", "destination_zone", "b")
+		return v, true
+	}
+	start := func() (*exec.Cmd, string) {
+		cmd := exec.Command(bin, "--kubeconfig="+kubeconfig, "--node.name="+c.nodeA, "--web.listen-address=127.0.0.1:0",
+			"--conntrack.enable-accounting=false", "--conntrack.dump-interval=300ms", "--log.format=json", "--state.file="+state)
+		var web string
+		// The child inherits the namespace of the thread that forks it.
+		if err := nsA.Do(func() error { web = testbin.Start(t, cmd); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "a first dump", func() bool { _, ok := scrape(web); return ok })
+		return cmd, web
+	}
+
+	// Run 1; then a bulk transfer A -> B of about 2 MB/s.
+	run1, web1 := start()
+	ln := nsB.Listen(t, "tcp4", "192.168.50.2:0")
+	received := make(chan int64, 1)
+	go func() {
+		conn, err := ln.Accept()
+		if err != nil {
+			received <- -1
+			return
+		}
+		defer conn.Close()
+		n, _ := io.Copy(io.Discard, conn)
+		received <- n
+	}()
+	conn := nsA.Dial(t, "tcp4", ln.Addr().String())
+	var stop atomic.Bool
+	sent := make(chan error, 1)
+	go func() {
+		chunk := make([]byte, 32<<10)
+		tick := time.NewTicker(16 * time.Millisecond)
+		defer tick.Stop()
+		for range tick.C {
+			if stop.Load() {
+				sent <- conn.(*net.TCPConn).CloseWrite()
+				return
+			}
+			if _, err := conn.Write(chunk); err != nil {
+				sent <- err
+				return
+			}
+		}
+	}()
+	// Scrape run 1 a few times (as Prometheus would), the last one just before
+	// SIGTERM: what it shows is what run 1 delivered.
+	var last float64
+	waitFor(t, "run 1 to count the transfer", func() bool {
+		v, ok := scrape(web1)
+		if ok {
+			last = v
+		}
+		return last > 1<<20
+	})
+	testbin.Terminate(t, run1)
+	if _, err := os.Stat(state); err != nil {
+		t.Fatalf("no state file after SIGTERM: %v", err)
+	}
+	// Downtime while the transfer goes on, then run 2.
+	time.Sleep(time.Second) // the downtime being tested, not a synchronisation
+	_, web2 := start()
+	if _, err := os.Stat(state); err == nil {
+		t.Fatal("run 2 left the state file in place")
+	}
+	waitFor(t, "run 2 to count on", func() bool { v, _ := scrape(web2); return v > 1<<20 })
+	stop.Store(true)
+	if err := <-sent; err != nil {
+		t.Fatal(err)
+	}
+	if n := <-received; n <= 0 {
+		t.Fatalf("receiver got %d bytes", n)
+	}
+	_ = conn.Close()
+	// The flow ends; its DESTROY event carries the final counters to run 2.
+	raw := openRaw(t, nsA)
+	waitFor(t, "TCP to settle", func() bool { return raw.settled(t) })
+	if err := raw.c.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	truth, _ := sentToB()
+	var got2 float64
+	waitFor(t, "run 2 to count the flow to its end", func() bool {
+		got2, _ = scrape(web2)
+		d, _ := metricValue(body, "trellis_zone_flow_tracer_destroy_events_total")
+		tracked, _ := metricValue(body, "trellis_zone_flow_tracer_tracked_flows")
+		return d >= 1 && tracked == 0
+	})
+	if v, _ := metricValue(body, "trellis_zone_flow_tracer_state_loads_total", "result", "restored"); v != 1 {
+		t.Errorf("state_loads_total{result=restored} = %v, want 1", v)
+	}
+	if v, _ := metricValue(body, "trellis_zone_flow_tracer_state_flows_total", "outcome", "matched"); v != 1 {
+		t.Errorf("state_flows_total{outcome=matched} = %v, want 1", v)
+	}
+	t.Logf("kernel: %d bytes A->B; run 1 last scrape %.0f, run 2 %.0f, sum %.0f", truth, last, got2, last+got2)
+	if last+got2 != float64(truth) {
+		t.Fatalf("run 1 (%.0f) + run 2 (%.0f) = %.0f bytes, the kernel counted %d", last, got2, last+got2, truth)
+	}
+}
+
+// forwardTo accepts connections on ln and joins each to one to addr.
+func forwardTo(ln net.Listener, addr string) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			defer c.Close()
+			up, err := net.Dial("tcp", addr)
+			if err != nil {
+				return
+			}
+			defer up.Close()
+			done := make(chan struct{}, 2)
+			go func() { _, _ = io.Copy(up, c); done <- struct{}{} }()
+			go func() { _, _ = io.Copy(c, up); done <- struct{}{} }()
+			<-done
+		}()
+	}
+}
