@@ -71,6 +71,7 @@ func run(ctx context.Context, d *daemon.Daemon, o *Options) error {
 		mg := newManager(current, exp.EnqueueEncoded, m, d.Logger, o.resourceAttrs)
 		mg.chunk = o.chunkOptions()
 		mg.report = o.ReportMetrics
+		o.stateFiles(mg)
 		mg.sync(ctx, o.Discovery.targets(nil, nil))
 		o.startedUp(d)
 		<-ctx.Done()
@@ -129,6 +130,7 @@ func run(ctx context.Context, d *daemon.Daemon, o *Options) error {
 	mg := newManager(rules.Current, exp.EnqueueEncoded, m, d.Logger, o.resourceAttrs)
 	mg.chunk = o.chunkOptions()
 	mg.report = o.ReportMetrics
+	o.stateFiles(mg)
 	defer mg.wait()
 	o.startedUp(d)
 	// Target changes arrive through the informers; a slow resync also picks up
@@ -149,6 +151,16 @@ func run(ctx context.Context, d *daemon.Daemon, o *Options) error {
 		case <-resync.C:
 		}
 	}
+}
+
+// stateFiles has the manager keep start-time state in the queue directory
+// (none with an in-memory queue).
+func (o *Options) stateFiles(mg *manager) {
+	if o.OTLP.QueueDir == "" || o.StateSaveInterval < 0 {
+		return
+	}
+	removeStaleStarts(o.OTLP.QueueDir, time.Now())
+	mg.stateDir, mg.saveEvery = o.OTLP.QueueDir, o.StateSaveInterval
 }
 
 // startedUp is called once start-up is done (flags parsed, every package

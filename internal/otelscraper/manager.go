@@ -20,9 +20,13 @@ type manager struct {
 	// report: every scrape adds up, scrape_duration_seconds, ... (Prometheus'
 	// report series); on in the daemon.
 	report bool
-	m      *metrics
-	log    *slog.Logger
-	attrs  map[string]string
+	// stateDir holds the start-time state files (empty: none), written every
+	// saveEvery and at the end of each scrape loop.
+	stateDir  string
+	saveEvery time.Duration
+	m         *metrics
+	log       *slog.Logger
+	attrs     map[string]string
 
 	mu      sync.Mutex
 	running map[string]*runningTarget
@@ -69,6 +73,9 @@ func (mg *manager) sync(ctx context.Context, targets []Target) {
 			s.chunk = mg.chunk
 		}
 		s.report = mg.report
+		if mg.stateDir != "" {
+			s.startsFile, s.saveEvery = startsPath(mg.stateDir, k), mg.saveEvery
+		}
 		tctx, cancel := context.WithCancel(ctx)
 		mg.running[k] = &runningTarget{target: t, cancel: cancel}
 		mg.wg.Add(1)

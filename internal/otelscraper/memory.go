@@ -126,9 +126,7 @@ func hasController(list, name string) bool {
 // percentage from the flags; the GOMEMLIMIT and GOGC environment variables,
 // when set, win. It returns what it set, for the log.
 func (o *Options) applyMemorySettings() (limit int64, gcPercent int, err error) {
-	if o.MemoryLimitMiB > 0 { // deprecated --runtime.memory-limit-mib
-		limit = o.MemoryLimitMiB << 20
-	} else if limit, err = memoryLimit(o.MemoryLimit, "/sys/fs/cgroup", "/proc/self/cgroup"); err != nil {
+	if limit, err = memoryLimit(o.MemoryLimit, "/sys/fs/cgroup", "/proc/self/cgroup"); err != nil {
 		return 0, 0, fmt.Errorf("--memory.limit: %w", err)
 	}
 	if limit > 0 && os.Getenv("GOMEMLIMIT") == "" {

@@ -19,6 +19,8 @@ type metrics struct {
 	limitHit       *prometheus.CounterVec
 	targets        *prometheus.GaugeVec
 	discovered     prometheus.Gauge
+	startsRestored *prometheus.CounterVec
+	startsCorrupt  prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, ns string) *metrics {
@@ -32,10 +34,12 @@ func newMetrics(reg prometheus.Registerer, ns string) *metrics {
 		series:         prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "target_series", Help: "Series exported from the target at its last scrape."}, []string{"job", "instance"}),
 		limitHit:       prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "series_limit_hit_total", Help: "Scrapes that hit the job's series limit."}, []string{"job"}),
 		targets:        prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "targets", Help: "Targets being scraped, by job."}, []string{"job"}),
+		startsRestored: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "start_times_restored_total", Help: "Cumulative series seen again after a restart, by result: kept (the start time saved by the earlier process, the value did not go down), reset (the value went down meanwhile: a new start time)."}, []string{"job", "result"}),
+		startsCorrupt:  prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "start_state_corrupt_total", Help: "Start-time state files ignored because they were damaged or unreadable."}),
 		discovered:     prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "discovered_targets", Help: "Targets found by the last discovery (0: nothing to scrape, also logged as a warning)."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.scrapeDuration, m.up, m.scrapes, m.samplesScraped, m.samplesKept, m.samplesDropped, m.series, m.limitHit, m.targets, m.discovered)
+		reg.MustRegister(m.scrapeDuration, m.up, m.scrapes, m.samplesScraped, m.samplesKept, m.samplesDropped, m.series, m.limitHit, m.targets, m.discovered, m.startsRestored, m.startsCorrupt)
 	}
 	return m
 }

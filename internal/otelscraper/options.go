@@ -34,13 +34,14 @@ type Options struct {
 
 	Interval      time.Duration
 	ReportMetrics bool
+	// StateSaveInterval: how often start-time state is written; negative: never.
+	StateSaveInterval time.Duration
 
 	RulesConfigMap     string
 	RulesKey           string
 	RulesFile          string
 	RulesFilePoll      time.Duration
 	rulesFromFile      *Rules
-	MemoryLimitMiB     int64 // deprecated: MemoryLimit
 	MemoryLimit        string
 	GCPercent          int
 	ReleaseBinaryPages bool
@@ -97,8 +98,6 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.RulesFilePoll, "rules.file-poll-interval", DefaultRulesFilePollInterval, "How often --rules.file is read for changes.")
 	fs.StringVar(&o.MemoryLimit, "memory.limit", DefaultMemoryLimit, "Soft memory limit of the Go runtime (as GOMEMLIMIT, which wins when set): the garbage collector works harder near it, trading CPU for memory. auto: 90% of the container's (cgroup) memory limit, none without one; off; a share of the cgroup limit such as 80%; or a quantity such as 200Mi.")
 	fs.IntVar(&o.GCPercent, "memory.gc-percent", DefaultGCPercent, "Garbage collection target percentage (as GOGC, which wins when set): the heap may grow this many percent over the live heap before a collection; negative disables collection until --memory.limit.")
-	fs.Int64Var(&o.MemoryLimitMiB, "runtime.memory-limit-mib", 0, "Soft memory limit in MiB; overrides --memory.limit when positive.")
-	_ = fs.MarkDeprecated("runtime.memory-limit-mib", "use --memory.limit")
 	fs.BoolVar(&o.ReleaseBinaryPages, "memory.release-binary-pages", true, "Once started, drop the pages of the executable that start-up touched (the init code and tables of every linked package) from the resident set (Linux madvise MADV_DONTNEED on its read-only mappings; they stay in the page cache and come back when used): about 25 MiB less RSS.")
 	fs.StringArrayVar(&o.ResourceAttrs, "resource.attribute", nil, "An OTLP resource attribute added to every target, key=value (e.g. shoot.name=my-shoot); repeatable.")
 
@@ -119,6 +118,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&c.RetryMax, "otlp.retry.max", 30*time.Second, "Longest wait between export retries.")
 	fs.IntVar(&o.MaxBatchKiB, "otlp.max-batch-kib", 4096, "Largest export request in KiB.")
 	fs.StringVar(&c.QueueDir, "queue.dir", "/var/lib/otel-shoot-scraper/queue", "Folder of the on-disk queue (a hostPath or emptyDir): survives receiver outages and scraper restarts; empty keeps the queue in memory.")
+	fs.DurationVar(&o.StateSaveInterval, "state.save-interval", time.Minute, "How often the start times of cumulative series are saved in --queue.dir (also at shutdown), so that a restart keeps them for counters that did not go down; negative disables the state (a restart then starts every series anew, like the Collector).")
 	fs.Int64Var(&o.QueueMaxMiB, "queue.max-mib", 256, "Queue bound in MiB; when full the oldest data is dropped and counted.")
 	fs.IntVar(&o.ChunkPoints, "queue.record-max-data-points", DefaultChunkDataPoints, "Most data points in one queue record: a scrape is encoded and queued in records of at most this many data points (and at most --otlp.max-batch-kib), so that its OTLP encoding is never held in memory as a whole; consecutive records are merged into export requests of up to --otlp.max-batch-kib.")
 	daemon.MarkSensitive(fs, "otlp.header")
@@ -213,9 +213,6 @@ func (o *Options) Validate() error {
 	}
 	if o.Discovery.Timeout <= 0 {
 		errs = append(errs, fmt.Errorf("--scrape.timeout: must be positive"))
-	}
-	if o.MemoryLimitMiB < 0 {
-		errs = append(errs, fmt.Errorf("--runtime.memory-limit-mib: must not be negative"))
 	}
 	if _, err := memoryLimit(o.MemoryLimit, "/sys/fs/cgroup", "/proc/self/cgroup"); err != nil {
 		errs = append(errs, fmt.Errorf("--memory.limit: %w", err))

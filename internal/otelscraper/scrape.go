@@ -67,6 +67,15 @@ type scraper struct {
 	// scrape_samples_post_metric_relabeling to every scrape, as Prometheus does.
 	report bool
 	sample promtext.Sample // scratch for the report samples
+
+	// Start-time state across restarts: the file (empty: none), how often it
+	// is written besides at the end of run, when it was last written, and
+	// the state read at start until the converter takes it.
+	startsFile string
+	saveEvery  time.Duration
+	lastSave   time.Time
+	restore    []promotlp.SeriesStart
+	starts     []promotlp.SeriesStart // scratch for saveStarts
 }
 
 func newScraper(t Target, rules func() *Rules, sink Sink, m *metrics, log *slog.Logger, attrs map[string]string) (*scraper, error) {
@@ -155,6 +164,8 @@ func keyValues(m map[string]string) []*commonpb.KeyValue {
 // run scrapes every Interval until ctx ends. The first scrape is spread over the
 // interval by a per-target offset so targets do not all fire at once.
 func (s *scraper) run(ctx context.Context, offset time.Duration) {
+	s.loadStarts()
+	defer s.saveStarts()
 	timer := time.NewTimer(offset)
 	defer timer.Stop()
 	for {
@@ -165,6 +176,9 @@ func (s *scraper) run(ctx context.Context, offset time.Duration) {
 		}
 		start := time.Now()
 		s.scrapeOnce(ctx, start)
+		if s.saveEvery > 0 && start.Sub(s.lastSave) >= s.saveEvery {
+			s.saveStarts()
+		}
 		next := s.target.Interval - time.Since(start)
 		if next < 0 {
 			next = 0
@@ -185,6 +199,8 @@ func (s *scraper) scrapeOnce(ctx context.Context, now time.Time) {
 	if s.conv == nil || s.convLimit != jr.SeriesLimit() {
 		s.conv = promotlp.New(promotlp.Options{SeriesLimit: jr.SeriesLimit()})
 		s.convLimit = jr.SeriesLimit()
+		s.conv.Restore(s.restore)
+		s.restore = nil
 	}
 	resp, err := s.get(ctx)
 	if err != nil {
@@ -237,6 +253,11 @@ func (s *scraper) scrapeOnce(ctx context.Context, now time.Time) {
 	s.m.samplesDropped.WithLabelValues(job, "rule").Add(float64(scraped - kept))
 	s.m.samplesDropped.WithLabelValues(job, "series_limit").Add(float64(stats.DroppedOverLimit))
 	s.m.series.WithLabelValues(job, s.target.instance()).Set(float64(stats.Series))
+	if stats.Restored > 0 || stats.RestoreResets > 0 {
+		s.m.startsRestored.WithLabelValues(job, "kept").Add(float64(stats.Restored))
+		s.m.startsRestored.WithLabelValues(job, "reset").Add(float64(stats.RestoreResets))
+		s.log.Info("start times restored", "kept", stats.Restored, "reset", stats.RestoreResets)
+	}
 	if stats.LimitHit {
 		s.m.limitHit.WithLabelValues(job).Inc()
 		s.log.Warn("series limit reached", "limit", s.convLimit, "dropped", stats.DroppedOverLimit)
@@ -257,6 +278,34 @@ func (s *scraper) scrapeOnce(ctx context.Context, now time.Time) {
 	}
 	if sinkErr != nil {
 		s.log.Error("cannot queue scraped data", "err", sinkErr.Error())
+	}
+}
+
+// loadStarts reads the target's start-time state file, if any; a damaged one
+// is ignored (a log line and start_state_corrupt_total).
+func (s *scraper) loadStarts() {
+	s.lastSave = time.Now()
+	if s.startsFile == "" {
+		return
+	}
+	starts, err := readStarts(s.startsFile)
+	if err != nil {
+		s.m.startsCorrupt.Inc()
+		s.log.Warn("ignoring the start-time state file", "file", s.startsFile, "err", err.Error())
+		return
+	}
+	s.restore = starts
+}
+
+// saveStarts writes the target's start-time state file.
+func (s *scraper) saveStarts() {
+	s.lastSave = time.Now()
+	if s.startsFile == "" || s.conv == nil {
+		return
+	}
+	s.starts = s.conv.Starts(s.starts[:0])
+	if err := writeStarts(s.startsFile, s.starts); err != nil {
+		s.log.Warn("cannot write the start-time state file", "file", s.startsFile, "err", err.Error())
 	}
 }
 

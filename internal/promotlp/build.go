@@ -272,6 +272,9 @@ func (c *Converter) start(st *series, cur float64) uint64 {
 			return ns
 		}
 	}
+	if !st.started && c.restored != nil {
+		c.restoredStart(st, cur, t)
+	}
 	switch {
 	case !st.started:
 		st.startNs, st.started = t, true

@@ -46,6 +46,10 @@ type Stats struct {
 	// DroppedUnsupported counts samples of unsupported types
 	// (gaugehistogram).
 	DroppedUnsupported int
+	// Restored counts series that kept the start time of an earlier process
+	// (Restore); RestoreResets those whose value went down meanwhile (a new
+	// start time).
+	Restored, RestoreResets int
 }
 
 // Converter converts the scrapes of one target. It is not safe for
@@ -70,6 +74,10 @@ type Converter struct {
 	metaEnc  [promtext.TypeStateSet + 1][]byte // typeMeta as encoded Metric fields
 	encs     map[string]*sharedEnc             // encoded attributes of series
 	encBuf   []byte
+
+	// restored is the start state of an earlier process (Restore), until
+	// the first complete scrape.
+	restored map[uint64]SeriesStart
 
 	keyBuf []byte // identity of the current sample
 	names  []byte // scratch for exported_ names
@@ -151,6 +159,7 @@ func (c *Converter) Finish() ([]*metricspb.Metric, Stats) {
 func (c *Converter) end(partial bool) {
 	if !partial {
 		c.sweep()
+		c.restored = nil // every series had its chance
 	}
 	clear(c.order) // do not keep forgotten families alive
 	c.order = c.order[:0]
