@@ -73,7 +73,6 @@ func run(ctx context.Context, d *daemon.Daemon, o *Options) error {
 		mg.report = o.ReportMetrics
 		o.stateFiles(mg)
 		mg.sync(ctx, o.Discovery.targets(nil, nil))
-		o.startedUp(d)
 		<-ctx.Done()
 		mg.wait()
 		return nil
@@ -132,7 +131,6 @@ func run(ctx context.Context, d *daemon.Daemon, o *Options) error {
 	mg.report = o.ReportMetrics
 	o.stateFiles(mg)
 	defer mg.wait()
-	o.startedUp(d)
 	// Target changes arrive through the informers; a slow resync also picks up
 	// pods whose readiness changed without an event we watch.
 	resync := time.NewTicker(30 * time.Second)
@@ -161,19 +159,4 @@ func (o *Options) stateFiles(mg *manager) {
 	}
 	removeStaleStarts(o.OTLP.QueueDir, time.Now())
 	mg.stateDir, mg.saveEvery = o.OTLP.QueueDir, o.StateSaveInterval
-}
-
-// startedUp is called once start-up is done (flags parsed, every package
-// initialised, informers synced, scrape loops started): it drops the
-// binary's pages that start-up touched from the resident set, unless
-// --memory.release-binary-pages=false.
-func (o *Options) startedUp(d *daemon.Daemon) {
-	if !o.ReleaseBinaryPages {
-		return
-	}
-	if n, err := dropBinaryPages(); err != nil {
-		d.Logger.Warn("cannot release the binary's start-up pages", "err", err.Error())
-	} else if n > 0 {
-		d.Logger.Debug("released the binary's start-up pages", "mappedBytes", n)
-	}
 }

@@ -37,14 +37,13 @@ type Options struct {
 	// StateSaveInterval: how often start-time state is written; negative: never.
 	StateSaveInterval time.Duration
 
-	RulesConfigMap     string
-	RulesKey           string
-	RulesFile          string
-	RulesFilePoll      time.Duration
-	rulesFromFile      *Rules
-	MemoryLimit        string
-	GCPercent          int
-	ReleaseBinaryPages bool
+	RulesConfigMap string
+	RulesKey       string
+	RulesFile      string
+	RulesFilePoll  time.Duration
+	rulesFromFile  *Rules
+	MemoryLimit    string
+	GCPercent      int
 
 	ResourceAttrs []string
 	resourceAttrs map[string]string
@@ -98,7 +97,6 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.RulesFilePoll, "rules.file-poll-interval", DefaultRulesFilePollInterval, "How often --rules.file is read for changes.")
 	fs.StringVar(&o.MemoryLimit, "memory.limit", DefaultMemoryLimit, "Soft memory limit of the Go runtime (as GOMEMLIMIT, which wins when set): the garbage collector works harder near it, trading CPU for memory. auto: 90% of the container's (cgroup) memory limit, none without one; off; a share of the cgroup limit such as 80%; or a quantity such as 200Mi.")
 	fs.IntVar(&o.GCPercent, "memory.gc-percent", DefaultGCPercent, "Garbage collection target percentage (as GOGC, which wins when set): the heap may grow this many percent over the live heap before a collection; negative disables collection until --memory.limit.")
-	fs.BoolVar(&o.ReleaseBinaryPages, "memory.release-binary-pages", true, "Once started, drop the pages of the executable that start-up touched (the init code and tables of every linked package) from the resident set (Linux madvise MADV_DONTNEED on its read-only mappings; they stay in the page cache and come back when used): about 25 MiB less RSS.")
 	fs.StringArrayVar(&o.ResourceAttrs, "resource.attribute", nil, "An OTLP resource attribute added to every target, key=value (e.g. shoot.name=my-shoot); repeatable.")
 
 	c := &o.OTLP
