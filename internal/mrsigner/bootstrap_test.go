@@ -121,11 +121,11 @@ func TestBootstrapFreshNamespace(t *testing.T) {
 	grantWriters(t, env, ns)
 	port := freePort(t)
 	whName := "mr-signer-" + ns
-	registerBaseWebhooks(t, env, whName, ns, "localhost:"+port, nil)
+	registerBaseWebhooks(t, env, whName, ns, "127.0.0.1:"+port, nil)
 
 	d := startDaemon(t, env, "--webhook.listen-address=127.0.0.1:"+port, "--keys.namespace="+keysNS, "--verifier.namespace="+ns,
 		"--trust.users="+trustedUser, "--webhook.tls-secret="+DefaultTLSSecret, "--bootstrap.keys", "--bootstrap.certificates",
-		"--bootstrap.webhook-configurations="+whName, "--bootstrap.extra-names=localhost", "--bootstrap.check-period=500ms",
+		"--bootstrap.webhook-configurations="+whName, "--bootstrap.extra-names=127.0.0.1", "--bootstrap.check-period=500ms",
 		"--webhook.deny-untrusted", "--leader-elect", "--leader-elect.namespace="+keysNS, "--verifier.resync-period=1h")
 
 	// Everything exists and fits together.
