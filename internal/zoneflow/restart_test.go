@@ -13,8 +13,10 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
 	"k8s.io/client-go/rest"
 
+	"github.com/trellis-garden/trellis/internal/conntrack"
 	"github.com/trellis-garden/trellis/internal/netnstest"
 	"github.com/trellis-garden/trellis/internal/testbin"
 	"github.com/trellis-garden/trellis/internal/testenv"
@@ -208,4 +210,137 @@ func forwardTo(ln net.Listener, addr string) {
 			<-done
 		}()
 	}
+}
+
+// TestRestartInProcess is TestRestartLosesNothing without the binary and the
+// API server: two tracers one after the other on the same real conntrack
+// table, the first stopped (final dump, state file) during a bulk transfer,
+// the second started from its state file after a downtime. What the first
+// one's last scrape showed plus what the second counts equals the kernel's
+// count of the bytes sent.
+func TestRestartInProcess(t *testing.T) {
+	nsA := netnstest.New(t, "zf-restart-ip-a")
+	nsB := netnstest.New(t, "zf-restart-ip-b")
+	netnstest.Veth(t, nsA, "eth0", "192.168.0.1/24", nsB, "eth0", "192.168.0.2/24")
+	nsA.EnableConntrack(t, true)
+	sentToB := nsA.CountTo(t, n2IP)
+	id, err := selfIdentity("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	state := filepath.Join(t.TempDir(), "state")
+	sum := func(p *Processor) float64 {
+		var s uint64
+		for _, v := range totals(p, zdKey) {
+			s += v
+		}
+		return float64(s)
+	}
+	run := func() (*tracer, func()) {
+		conn, err := conntrack.Dial(conntrack.Options{NetNS: nsA.FD()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		src := &readySource{Conn: conn, ready: make(chan struct{})}
+		tr := newTestTracer("n1", src, buildIndex("n1", testNodes, nil, nil, nil))
+		tr.p.BaselineFirstDump()
+		tr.interval, tr.state, tr.id = 200*time.Millisecond, state, id
+		tr.loadState()
+		ctx, cancel := context.WithCancel(context.Background())
+		ectx, stopEvents := context.WithCancel(context.Background())
+		done := make(chan struct{}, 2)
+		go func() { _ = tr.eventLoop(ectx); done <- struct{}{} }()
+		<-src.ready
+		go func() { _ = tr.dumpLoop(ctx, stopEvents); done <- struct{}{} }()
+		stop := func() { cancel(); <-done; <-done; _ = conn.Close() }
+		t.Cleanup(func() {
+			select {
+			case <-ctx.Done():
+			default:
+				stop()
+			}
+		})
+		return tr, stop
+	}
+
+	tr1, stop1 := run()
+	waitFor(t, "a first dump", func() bool { tr1.p.mu.Lock(); defer tr1.p.mu.Unlock(); return tr1.p.ended >= 1 })
+	ln := nsB.Listen(t, "tcp4", "192.168.0.2:0")
+	received := make(chan int64, 1)
+	go func() {
+		conn, err := ln.Accept()
+		if err != nil {
+			received <- -1
+			return
+		}
+		defer conn.Close()
+		n, _ := io.Copy(io.Discard, conn)
+		received <- n
+	}()
+	conn := nsA.Dial(t, "tcp4", ln.Addr().String())
+	var stop atomic.Bool
+	sent := make(chan error, 1)
+	go func() {
+		chunk := make([]byte, 32<<10)
+		for !stop.Load() {
+			if _, err := conn.Write(chunk); err != nil {
+				sent <- err
+				return
+			}
+			time.Sleep(10 * time.Millisecond) // pacing the sender, not synchronising
+		}
+		sent <- conn.(*net.TCPConn).CloseWrite()
+	}()
+	var last float64
+	waitFor(t, "run 1 to count the transfer", func() bool {
+		recs, _, _ := tr1.p.snapshot()
+		tr1.p.markScraped(recs) // a scrape
+		last = 0
+		for _, r := range recs {
+			last += float64(r.bytes)
+		}
+		return last > 1<<20
+	})
+	stop1()
+	if _, err := os.Stat(state); err != nil {
+		t.Fatalf("no state file after stop: %v", err)
+	}
+	time.Sleep(500 * time.Millisecond) // the downtime being tested
+	tr2, _ := run()
+	if v := testutilCounter(tr2.m.stateLoads.WithLabelValues(loadRestored)); v != 1 {
+		t.Fatalf("state not restored (%v)", v)
+	}
+	waitFor(t, "run 2 to count on", func() bool { return sum(tr2.p) > 1<<20 })
+	stop.Store(true)
+	if err := <-sent; err != nil {
+		t.Fatal(err)
+	}
+	if n := <-received; n <= 0 {
+		t.Fatalf("receiver got %d bytes", n)
+	}
+	_ = conn.Close()
+	raw := openRaw(t, nsA)
+	waitFor(t, "TCP to settle", func() bool { return raw.settled(t) })
+	if err := raw.c.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "run 2 to count the flow to its end", func() bool {
+		_, st, tracked := tr2.p.snapshot()
+		return st.destroyEvents >= 1 && tracked == 0
+	})
+	truth, _ := sentToB()
+	got2 := sum(tr2.p)
+	_, st, _ := tr2.p.snapshot()
+	t.Logf("kernel: %d bytes; run 1 last scrape %.0f, run 2 %.0f (restored flows matched %d)", truth, last, got2, st.restoredSeen)
+	if last+got2 != float64(truth) {
+		t.Fatalf("run 1 (%.0f) + run 2 (%.0f) = %.0f bytes, the kernel counted %d", last, got2, last+got2, truth)
+	}
+}
+
+func testutilCounter(c interface{ Write(*dto.Metric) error }) float64 {
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		return -1
+	}
+	return m.GetCounter().GetValue()
 }
