@@ -2,9 +2,11 @@ package wggateway
 
 import (
 	"context"
+	crand "crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
+	mrand "math/rand/v2"
 	"net"
 	"net/netip"
 	"runtime"
@@ -44,15 +46,20 @@ type Config struct {
 	HandshakeBurst int
 	// MaxRateLimitedSources bounds the rate limiter's memory.
 	MaxRateLimitedSources int
+	// Cookies says when initiations need a valid gateway mac2: under handshake
+	// pressure (auto) or always.
+	Cookies CookieMode
 }
 
 // DefaultConfig returns the defaults of the flags.
 func DefaultConfig() Config {
 	return Config{
-		ListenAddress:        ":51820",
-		BatchSize:            64,
-		MaxSessions:          65536,
-		MaxClientsPerBackend: 16,
+		ListenAddress: ":51820",
+		BatchSize:     64,
+		MaxSessions:   65536,
+		// mwgp-style use puts hundreds of peers behind one server; the sockets
+		// are opened only as clients come.
+		MaxClientsPerBackend: 256,
 		// WireGuard retries a handshake every 5 s; three tries without an answer.
 		PendingTimeout: 15 * time.Second,
 		// WireGuard rejects keys older than 180 s; a session idle for longer
@@ -61,6 +68,7 @@ func DefaultConfig() Config {
 		HandshakeRate:         10,
 		HandshakeBurst:        20,
 		MaxRateLimitedSources: 65536,
+		Cookies:               CookiesAuto,
 	}
 }
 
@@ -79,8 +87,11 @@ func (c Config) Validate() error {
 	if c.MaxSessions < 1 {
 		errs = append(errs, fmt.Errorf("--sessions.max: %d must be at least 1", c.MaxSessions))
 	}
-	if c.MaxClientsPerBackend < 1 || c.MaxClientsPerBackend > 1024 {
-		errs = append(errs, fmt.Errorf("--sessions.max-clients-per-backend: %d not in 1..1024", c.MaxClientsPerBackend))
+	if c.MaxClientsPerBackend < 1 || c.MaxClientsPerBackend > maxClientsPerBackend {
+		errs = append(errs, fmt.Errorf("--sessions.max-clients-per-backend: %d not in 1..%d", c.MaxClientsPerBackend, maxClientsPerBackend))
+	}
+	if c.Cookies != CookiesAuto && c.Cookies != CookiesAlways {
+		errs = append(errs, fmt.Errorf("--handshake.cookies: %q is not one of auto, always", c.Cookies))
 	}
 	if c.PendingTimeout <= 0 || c.IdleTimeout <= 0 {
 		errs = append(errs, errors.New("--sessions.pending-timeout and --sessions.idle-timeout: must be positive"))
@@ -92,6 +103,16 @@ func (c Config) Validate() error {
 		errs = append(errs, errors.New("--handshake.max-sources: must be at least 1"))
 	}
 	return errors.Join(errs...)
+}
+
+// maxClientsPerBackend bounds --sessions.max-clients-per-backend: each client of
+// a backend needs an upstream socket of its own in its shard.
+const maxClientsPerBackend = 4096
+
+// pendingPressure is the number of unanswered sessions of one backend in one shard
+// that puts the backend under handshake pressure.
+func (c Config) pendingPressure() int {
+	return max(2, c.MaxClientsPerBackend/8)
 }
 
 // maxDatagram is the largest UDP payload the gateway relays. WireGuard's own
@@ -106,6 +127,8 @@ type Gateway struct {
 	table   atomic.Pointer[table]
 	tableMu sync.Mutex // serialises SetBackends
 	limiter *rateLimiter
+	press   *pressure
+	cookies *cookieJar
 	shards  atomic.Pointer[[]*shard]
 	lns     []*net.UDPConn
 }
@@ -122,6 +145,8 @@ func New(cfg Config, log *slog.Logger) (*Gateway, error) {
 		cfg:     cfg,
 		log:     log,
 		limiter: newRateLimiter(cfg.HandshakeRate, cfg.HandshakeBurst, cfg.MaxRateLimitedSources),
+		press:   newPressure(cfg.Cookies, cfg.pendingPressure()),
+		cookies: newCookieJar(time.Now().UnixNano()),
 	}
 	g.table.Store(newTable(nil, nil))
 	return g, nil
@@ -212,6 +237,7 @@ func (g *Gateway) Serve(parent context.Context) error {
 			maxUpstreams:      g.cfg.MaxClientsPerBackend,
 			pendingTimeout:    g.cfg.PendingTimeout.Nanoseconds(),
 			idleTimeout:       g.cfg.IdleTimeout.Nanoseconds(),
+			press:             g.press,
 			newUpstreamSocket: sio.openUpstream,
 		})
 		shards = append(shards, sio.sh)
@@ -322,13 +348,23 @@ func newBatch(n int) []udpbatch.Message {
 	return ms
 }
 
-// serveClients reads the listener: client packets to upstream sockets.
+// serveClients reads the listener: client packets to upstream sockets, and the
+// gateway's cookie replies back to clients.
 func (s *shardIO) serveClients(ln *udpbatch.Conn) error {
 	g, sh := s.g, s.sh
 	in := newBatch(g.cfg.BatchSize)
 	routes := make([]*backendState, g.cfg.BatchSize)
 	hints := make([]*backendState, g.cfg.BatchSize)
-	touched := make([]*upstream, 0, g.cfg.MaxClientsPerBackend)
+	verdicts := make([]dropReason, g.cfg.BatchSize)
+	proven := make([]bool, g.cfg.BatchSize)
+	touched := make([]*upstream, 0, 64)
+	replies := make([][wgproto.CookieReplySize]byte, g.cfg.BatchSize)
+	cookieOut := make([]udpbatch.Message, 0, g.cfg.BatchSize)
+	var seed [32]byte
+	if _, err := crand.Read(seed[:]); err != nil {
+		return err
+	}
+	nonces := mrand.NewChaCha8(seed)
 	for {
 		n, err := ln.ReadBatch(in)
 		if err != nil {
@@ -342,7 +378,7 @@ func (s *shardIO) serveClients(ln *udpbatch.Conn) error {
 		// is the costly step, and the backend readers must not wait for it.
 		hasInit := false
 		for i := 0; i < n; i++ {
-			routes[i] = nil
+			routes[i], verdicts[i], proven[i] = nil, forwarded, false
 			if isInitiation(in[i].Buf[:in[i].N]) {
 				hasInit = true
 			}
@@ -355,27 +391,25 @@ func (s *shardIO) serveClients(ln *udpbatch.Conn) error {
 				}
 			}
 			sh.mu.Unlock()
-			t := g.table.Load()
-			for i := 0; i < n; i++ {
-				if isInitiation(in[i].Buf[:in[i].N]) {
-					if !g.limiter.allow(in[i].Addr.Addr(), now) {
-						in[i].N = -1 // marks rate-limited
-						continue
-					}
-					routes[i] = t.route(in[i].Buf[:in[i].N], hints[i])
-					hints[i] = nil
-				}
-			}
+			s.admitInitiations(in[:n], routes, hints, verdicts, proven, now)
 		}
+		var refused *backendState
 		sh.mu.Lock()
 		for i := 0; i < n; i++ {
-			if in[i].N < 0 {
-				sh.drops[dropRateLimited]++
+			if verdicts[i] != forwarded {
+				sh.drops[verdicts[i]]++
 				continue
 			}
-			up, dst, reason := sh.fromClient(in[i].Addr, in[i].Buf[:in[i].N], routes[i], now)
+			up, dst, reason := sh.fromClient(in[i].Addr, in[i].Buf[:in[i].N], routes[i], proven[i], now)
 			if reason != forwarded {
 				sh.drops[reason]++
+				if reason == answeredWithCookie {
+					verdicts[i] = answeredWithCookie
+				}
+				if reason == dropBackendFull {
+					refused = routes[i]
+					refused.refused.Add(1)
+				}
 				continue
 			}
 			if len(up.out) == 0 {
@@ -393,7 +427,82 @@ func (s *shardIO) serveClients(ln *udpbatch.Conn) error {
 			up.out = up.out[:0]
 		}
 		touched = touched[:0]
+		for i := 0; i < n; i++ {
+			if verdicts[i] != answeredWithCookie {
+				continue
+			}
+			var nonce [24]byte
+			nonces.Read(nonce[:])
+			cookie := g.cookies.cookie(in[i].Addr)
+			routes[i].sealer.Reply(&replies[i], in[i].Buf[:in[i].N], &cookie, &nonce)
+			routes[i].cookiesSent.Add(1)
+			cookieOut = append(cookieOut, udpbatch.Message{Buf: replies[i][:], N: wgproto.CookieReplySize, Addr: in[i].Addr})
+		}
+		if len(cookieOut) > 0 {
+			if _, err := ln.WriteBatch(cookieOut); err != nil && s.ctx.Err() == nil && !errors.Is(err, net.ErrClosed) {
+				g.log.Debug("write of cookie replies failed", "err", err)
+			}
+			cookieOut = cookieOut[:0]
+		}
+		if refused != nil {
+			s.logRefusal(refused, now)
+		}
 	}
+}
+
+// admitInitiations routes the batch's initiations and applies the cookie rule and
+// the rate limit, outside the shard lock. Without pressure the limit comes first,
+// so a source over its rate costs no mac1 scan. Under pressure an initiation for a
+// backend that requires it must carry a valid gateway mac2, or it is answered
+// with a cookie reply and touches no limiter state (a spoofed source must not use
+// up the tokens of the address it fakes); only initiations that will be forwarded
+// take a token.
+func (s *shardIO) admitInitiations(in []udpbatch.Message, routes, hints []*backendState, verdicts []dropReason, proven []bool, now int64) {
+	g := s.g
+	t := g.table.Load()
+	press := g.press.active(now)
+	for i := range in {
+		pkt := in[i].Buf[:in[i].N]
+		if !isInitiation(pkt) {
+			continue
+		}
+		src := in[i].Addr
+		if !press {
+			if !g.limiter.allow(src.Addr(), now) {
+				verdicts[i] = dropRateLimited
+				continue
+			}
+			routes[i] = t.route(pkt, hints[i])
+			hints[i] = nil
+			continue
+		}
+		routes[i] = t.route(pkt, hints[i])
+		hints[i] = nil
+		if routes[i] == nil {
+			continue // dropped as no_backend under the lock
+		}
+		proven[i] = g.cookies.check(pkt, src)
+		if !proven[i] && g.press.requires(routes[i], now) {
+			verdicts[i] = answeredWithCookie
+			continue
+		}
+		if !g.limiter.allow(src.Addr(), now) {
+			verdicts[i] = dropRateLimited
+		}
+	}
+}
+
+// refusalLogEvery is the least time between two log lines about refused clients
+// of one backend.
+const refusalLogEvery = int64(60e9)
+
+func (s *shardIO) logRefusal(b *backendState, now int64) {
+	last := b.refusalLogged.Load()
+	if now-last < refusalLogEvery || !b.refusalLogged.CompareAndSwap(last, now) {
+		return
+	}
+	s.g.log.Warn("new client of a backend refused: all its upstream slots hold clients that cannot be evicted; raise --sessions.max-clients-per-backend",
+		"backend", b.Name, "maxClientsPerBackend", s.g.cfg.MaxClientsPerBackend, "shard", s.index, "refusedTotal", b.refused.Load())
 }
 
 func isInitiation(b []byte) bool {
@@ -447,9 +556,16 @@ func (s *shardIO) janitor() {
 		now := time.Now().UnixNano()
 		s.sh.mu.Lock()
 		s.sh.sweep(now)
+		if s.sh.nSessions >= s.g.cfg.MaxSessions/len(s.g.lns)*3/4 {
+			s.g.press.onGateway(now)
+		}
 		s.sh.mu.Unlock()
 		if s.index == 0 {
 			s.g.limiter.sweep(now)
+			s.g.cookies.rotate(now)
+		}
+		if s.g.limiter.full(now, int64(2e9)) {
+			s.g.press.onGateway(now)
 		}
 	}
 }

@@ -15,6 +15,8 @@ type collector struct {
 	handshakes, sessions, pending, packets, bytes *prometheus.Desc
 	drops, rateLimited, rateLimitedSources        *prometheus.Desc
 	backends, totalSessions, upstreams            *prometheus.Desc
+	cookiesSent, cookiesTaken, refused, pressure  *prometheus.Desc
+	gatewayPressure                               *prometheus.Desc
 }
 
 // Collector returns the gateway's metrics under namespace (e.g. trellis_wg_gateway).
@@ -35,11 +37,16 @@ func (g *Gateway) Collector(namespace string) prometheus.Collector {
 		backends:           d("backends", "Backends in the routing table."),
 		totalSessions:      d("sessions", "Client sessions over all backends (answered and pending)."),
 		upstreams:          d("upstream_sockets", "Sockets open towards backends."),
+		cookiesSent:        d("backend_cookie_replies_sent_total", "Cookie replies the gateway sent on the backend's behalf instead of forwarding an initiation (handshake pressure).", "backend"),
+		cookiesTaken:       d("backend_cookie_replies_taken_total", "Cookie replies of the backend (under load) the gateway used to set the mac2 of the session's next initiations.", "backend"),
+		refused:            d("backend_refused_clients_total", "Initiations of new clients refused because every upstream slot of the backend in the shard holds a client that cannot be evicted (see --sessions.max-clients-per-backend).", "backend"),
+		pressure:           d("backend_under_pressure", "1 while initiations for the backend need a valid gateway mac2.", "backend"),
+		gatewayPressure:    d("under_pressure", "1 while initiations for every backend need a valid gateway mac2 (rate limiter or session table full)."),
 	}
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.handshakes, c.sessions, c.pending, c.packets, c.bytes, c.drops, c.rateLimited, c.rateLimitedSources, c.backends, c.totalSessions, c.upstreams} {
+	for _, d := range []*prometheus.Desc{c.handshakes, c.sessions, c.pending, c.packets, c.bytes, c.drops, c.rateLimited, c.rateLimitedSources, c.backends, c.totalSessions, c.upstreams, c.cookiesSent, c.cookiesTaken, c.refused, c.pressure, c.gatewayPressure} {
 		ch <- d
 	}
 }
@@ -53,14 +60,10 @@ var directionNames = [2]string{toBackend: "to_backend", toClient: "to_client"}
 
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	t := c.g.table.Load()
+	now := time.Now().UnixNano()
 	totals := make(map[*backendState]*backendTotals, len(t.backends))
 	for _, b := range t.backends {
-		bt := &backendTotals{}
-		for dir := range bt.counts {
-			bt.counts[dir].packets = b.retired[dir].packets.Load()
-			bt.counts[dir].bytes = b.retired[dir].bytes.Load()
-		}
-		totals[b] = bt
+		totals[b] = &backendTotals{}
 	}
 	var drops [numDropReasons]uint64
 	sessions, upstreams := 0, 0
@@ -75,12 +78,22 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		}
 		sessions += sh.nSessions
 		upstreams += len(sh.ups)
+		// Ended sessions' totals and live sessions are read under the same lock
+		// that moves a session from one to the other: counters never dip.
+		for b, bs := range sh.perBack {
+			if bt := totals[b]; bt != nil {
+				for dir := range bt.counts {
+					bt.counts[dir].packets += bs.retired[dir].packets
+					bt.counts[dir].bytes += bs.retired[dir].bytes
+				}
+			}
+		}
 		for _, ss := range sh.byPair {
 			bt := totals[ss.backend]
 			if bt == nil {
 				continue // removed backend, session ends at the next sweep
 			}
-			if ss.established {
+			if ss.state != pending {
 				bt.sessions++
 			} else {
 				bt.pending++
@@ -97,18 +110,33 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.handshakes, prometheus.CounterValue, float64(b.handshakes.Load()), b.Name)
 		ch <- prometheus.MustNewConstMetric(c.sessions, prometheus.GaugeValue, float64(bt.sessions), b.Name)
 		ch <- prometheus.MustNewConstMetric(c.pending, prometheus.GaugeValue, float64(bt.pending), b.Name)
+		ch <- prometheus.MustNewConstMetric(c.cookiesSent, prometheus.CounterValue, float64(b.cookiesSent.Load()), b.Name)
+		ch <- prometheus.MustNewConstMetric(c.cookiesTaken, prometheus.CounterValue, float64(b.cookiesTaken.Load()), b.Name)
+		ch <- prometheus.MustNewConstMetric(c.refused, prometheus.CounterValue, float64(b.refused.Load()), b.Name)
+		ch <- prometheus.MustNewConstMetric(c.pressure, prometheus.GaugeValue, boolGauge(c.g.press.requires(b, now)), b.Name)
 		for dir, name := range directionNames {
 			ch <- prometheus.MustNewConstMetric(c.packets, prometheus.CounterValue, float64(bt.counts[dir].packets), b.Name, name)
 			ch <- prometheus.MustNewConstMetric(c.bytes, prometheus.CounterValue, float64(bt.counts[dir].bytes), b.Name, name)
 		}
 	}
 	for r := dropReason(1); r < numDropReasons; r++ {
+		if !r.isDrop() {
+			continue
+		}
 		ch <- prometheus.MustNewConstMetric(c.drops, prometheus.CounterValue, float64(drops[r]), dropReasonNames[r])
 	}
-	limited, limitedSources := c.g.limiter.stats(time.Now().UnixNano())
+	limited, limitedSources := c.g.limiter.stats(now)
+	ch <- prometheus.MustNewConstMetric(c.gatewayPressure, prometheus.GaugeValue, boolGauge(c.g.press.always || c.g.press.global.Load() > now))
 	ch <- prometheus.MustNewConstMetric(c.rateLimited, prometheus.CounterValue, float64(limited))
 	ch <- prometheus.MustNewConstMetric(c.rateLimitedSources, prometheus.GaugeValue, float64(limitedSources))
 	ch <- prometheus.MustNewConstMetric(c.backends, prometheus.GaugeValue, float64(len(t.backends)))
 	ch <- prometheus.MustNewConstMetric(c.totalSessions, prometheus.GaugeValue, float64(sessions))
 	ch <- prometheus.MustNewConstMetric(c.upstreams, prometheus.GaugeValue, float64(upstreams))
+}
+
+func boolGauge(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -39,12 +39,13 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&c.Shards, "gateway.shards", 0, "Listener sockets sharing the port (SO_REUSEPORT), each with its own goroutines and sessions; 0 = one per CPU (GOMAXPROCS).")
 	fs.IntVar(&c.BatchSize, "gateway.batch-size", c.BatchSize, "Datagrams per recvmmsg/sendmmsg system call (1-1024).")
 	fs.IntVar(&c.MaxSessions, "sessions.max", c.MaxSessions, "Maximum (client address, backend) sessions; at the cap unanswered sessions are evicted first, then new clients are refused.")
-	fs.IntVar(&c.MaxClientsPerBackend, "sessions.max-clients-per-backend", c.MaxClientsPerBackend, "Maximum client addresses per backend and shard at once (each uses its own upstream socket towards the backend).")
+	fs.IntVar(&c.MaxClientsPerBackend, "sessions.max-clients-per-backend", c.MaxClientsPerBackend, "Maximum client addresses per backend and shard at once (each uses its own upstream socket towards the backend; sockets open as clients come). A backend with N peers needs about N/shards plus headroom.")
 	fs.DurationVar(&c.PendingTimeout, "sessions.pending-timeout", c.PendingTimeout, "End a session whose backend has not answered its initiation within this time.")
 	fs.DurationVar(&c.IdleTimeout, "sessions.idle-timeout", c.IdleTimeout, "End a session without packets in either direction for this long (WireGuard keys expire after 180s).")
-	fs.Float64Var(&c.HandshakeRate, "handshake.rate-limit", c.HandshakeRate, "Handshake initiations per second allowed from one source IP (token bucket); 0 disables the limit.")
-	fs.IntVar(&c.HandshakeBurst, "handshake.burst", c.HandshakeBurst, "Burst of handshake initiations allowed from one source IP.")
-	fs.IntVar(&c.MaxRateLimitedSources, "handshake.max-sources", c.MaxRateLimitedSources, "Source IPs the rate limiter tracks at most (bounded memory); when full and none idle, new sources are refused.")
+	fs.Float64Var(&c.HandshakeRate, "handshake.rate-limit", c.HandshakeRate, "Handshake initiations per second allowed from one source (IPv4 address, IPv6 /64; token bucket); 0 disables the limit.")
+	fs.IntVar(&c.HandshakeBurst, "handshake.burst", c.HandshakeBurst, "Burst of handshake initiations allowed from one source.")
+	fs.IntVar(&c.MaxRateLimitedSources, "handshake.max-sources", c.MaxRateLimitedSources, "Sources (IPv4 addresses, IPv6 /64s) the rate limiter tracks at most (bounded memory); when full, new sources are refused until idle ones are forgotten (within a second) and the gateway demands cookies.")
+	fs.Var(newCookieModeValue(&c.Cookies), "handshake.cookies", "When initiations need a valid gateway mac2 (WireGuard cookie): auto (under handshake pressure) or always.")
 
 	fs.StringVar(&o.Source, "backends.source", "kubernetes", "Where backends come from: kubernetes (labelled Services) or file (YAML, reloaded on change).")
 	fs.StringVar(&o.File, "backends.file", "", "Backends YAML file for --backends.source=file.")
@@ -85,4 +86,20 @@ func (o *Options) Validate() error {
 		errs = append(errs, fmt.Errorf("--backends.source: %q is not one of kubernetes, file", o.Source))
 	}
 	return errors.Join(errs...)
+}
+
+// cookieModeValue is the pflag.Value of --handshake.cookies.
+type cookieModeValue struct{ m *CookieMode }
+
+func newCookieModeValue(m *CookieMode) *cookieModeValue { return &cookieModeValue{m} }
+
+func (v *cookieModeValue) String() string { return string(*v.m) }
+func (v *cookieModeValue) Type() string   { return "string" }
+func (v *cookieModeValue) Set(s string) error {
+	switch CookieMode(s) {
+	case CookiesAuto, CookiesAlways:
+		*v.m = CookieMode(s)
+		return nil
+	}
+	return fmt.Errorf("%q is not one of auto, always", s)
 }

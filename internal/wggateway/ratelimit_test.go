@@ -8,8 +8,22 @@ import (
 )
 
 func TestRateLimiterTokenBucket(t *testing.T) {
-	r := newRateLimiter(2, 3, 2) // 2/s, burst 3, at most 2 sources
-	a, b, c := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.2"), netip.MustParseAddr("192.0.2.3")
+	r := newRateLimiter(2, 3, limiterShards) // 2/s, burst 3, one source per part
+	a := netip.MustParseAddr("192.0.2.1")
+	// b shares a's part; c has another one.
+	var b, c netip.Addr
+	ka := sourceOf(a)
+	for i := 2; !b.IsValid() || !c.IsValid(); i++ {
+		x := netip.AddrFrom4([4]byte{198, 51, byte(i >> 8), byte(i)})
+		k := sourceOf(x)
+		if r.part(&k) == r.part(&ka) {
+			if !b.IsValid() {
+				b = x
+			}
+		} else if !c.IsValid() {
+			c = x
+		}
+	}
 	now := int64(1e9)
 	for i := 0; i < 3; i++ {
 		if !r.allow(a, now) {
@@ -23,28 +37,35 @@ func TestRateLimiterTokenBucket(t *testing.T) {
 	if !r.allow(a, now+5e8) || r.allow(a, now+5e8) {
 		t.Fatal("refill is not 2 tokens per second")
 	}
-	// Another source has its own bucket.
+	// A source in another part has its own bucket.
 	for i := 0; i < 3; i++ {
-		if !r.allow(b, now) {
+		if !r.allow(c, now) {
 			t.Fatal("second source limited by the first")
 		}
 	}
-	// The table is full (2 sources) and neither bucket is full again: a new
-	// source is refused (fail closed)...
-	if r.allow(c, now+5e8) {
-		t.Fatal("third source accepted while the table is full")
+	// a's part is full and a's bucket has not refilled: b is refused (fail
+	// closed), without any scan, and the limiter reports itself full...
+	if r.allow(b, now+5e8) {
+		t.Fatal("source accepted while its part is full")
+	}
+	if !r.full(now+5e8, 1e9) || r.full(now+5e8+2e9, 1e9) {
+		t.Fatal("full() does not report the refusal for its window only")
 	}
 	limited, sources := r.stats(now + 5e8)
 	if limited != 3 || sources != 1 {
 		t.Fatalf("stats = %d limited, %d limited sources; want 3, 1", limited, sources)
 	}
-	// ...until the buckets have refilled and can be forgotten.
-	if !r.allow(c, now+10e9) {
-		t.Fatal("new source refused after the others went idle")
+	// ...until the janitor's sweep has forgotten the refilled buckets.
+	if r.allow(b, now+10e9) {
+		t.Fatal("new source accepted before the sweep")
+	}
+	r.sweep(now + 10e9)
+	if !r.allow(b, now+10e9) {
+		t.Fatal("new source refused after the sweep")
 	}
 	r.sweep(now + 20e9)
-	if len(r.buckets) != 0 {
-		t.Fatalf("%d idle sources kept", len(r.buckets))
+	if n := r.sources(); n != 0 {
+		t.Fatalf("%d idle sources kept", n)
 	}
 	// Rate 0 disables the limit.
 	off := newRateLimiter(0, 1, 1)
@@ -52,6 +73,40 @@ func TestRateLimiterTokenBucket(t *testing.T) {
 		if !off.allow(a, now) {
 			t.Fatal("disabled limiter refused")
 		}
+	}
+}
+
+// IPv6 sources share a bucket per /64; IPv4 per address, in either form.
+func TestRateLimiterIPv6Prefix(t *testing.T) {
+	r := newRateLimiter(0.001, 2, 1<<16)
+	now := int64(1e9)
+	for i, s := range []string{"2001:db8:1:2::1", "2001:db8:1:2:ffff:ffff:ffff:ffff"} {
+		if !r.allow(netip.MustParseAddr(s), now) {
+			t.Fatalf("token %d of the /64 refused", i)
+		}
+	}
+	if r.allow(netip.MustParseAddr("2001:db8:1:2:1234::9"), now) {
+		t.Fatal("a third address of the same /64 got a token of its own")
+	}
+	if !r.allow(netip.MustParseAddr("2001:db8:1:3::1"), now) {
+		t.Fatal("the neighbouring /64 is limited")
+	}
+	r.allow(netip.MustParseAddr("192.0.2.9"), now)
+	r.allow(netip.MustParseAddr("::ffff:192.0.2.9"), now)
+	if r.allow(netip.MustParseAddr("192.0.2.9"), now) {
+		t.Fatal("IPv4-mapped form has a bucket of its own")
+	}
+	if !r.allow(netip.MustParseAddr("192.0.2.10"), now) {
+		t.Fatal("IPv4 addresses share a bucket")
+	}
+}
+
+func TestRateLimiterAllocations(t *testing.T) {
+	r := newRateLimiter(10, 20, 1<<16)
+	a := netip.MustParseAddr("2001:db8::1")
+	r.allow(a, 1)
+	if n := testing.AllocsPerRun(1000, func() { r.allow(a, 2) }); n != 0 {
+		t.Fatalf("%v allocations per check", n)
 	}
 }
 

@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"golang.org/x/crypto/blake2s"
+
+	"github.com/trellis-garden/trellis/internal/wgproto"
 )
 
 // Reference construction of WireGuard messages, independent of internal/wgproto:
@@ -85,6 +87,9 @@ func newFixture(t *testing.T, nBackends int, cfg shardConfig) *fixture {
 	if cfg.idleTimeout == 0 {
 		cfg.idleTimeout = 180e9
 	}
+	if cfg.press == nil {
+		cfg.press = newPressure(CookiesAuto, 1<<30) // pressure only where a test asks for it
+	}
 	return &fixture{t: t, tb: newTable(bs, nil), sh: newShard(cfg)}
 }
 
@@ -94,14 +99,24 @@ func (f *fixture) client(src string, pkt []byte, now int64) (*upstream, netip.Ad
 	if isInitiation(pkt) {
 		route = f.tb.route(pkt, f.sh.lastRoute[ap(src)])
 	}
-	return f.sh.fromClient(ap(src), pkt, route, now)
+	return f.sh.fromClient(ap(src), pkt, route, false, now)
+}
+
+// provenClient sends pkt from src as if its initiation carried a valid gateway
+// mac2 (the source is known to receive at its address).
+func (f *fixture) provenClient(src string, pkt []byte, now int64) (*upstream, netip.AddrPort, dropReason) {
+	var route *backendState
+	if isInitiation(pkt) {
+		route = f.tb.route(pkt, f.sh.lastRoute[ap(src)])
+	}
+	return f.sh.fromClient(ap(src), pkt, route, true, now)
 }
 
 // handshake runs initiation + response for client src and backend i, returning
 // the upstream used and the backend's index.
 func (f *fixture) handshake(src string, i int, clientIdx, backendIdx uint32, now int64) *upstream {
 	f.t.Helper()
-	up, dst, r := f.client(src, initiation(key(i), clientIdx), now)
+	up, dst, r := f.provenClient(src, initiation(key(i), clientIdx), now)
 	if r != forwarded || dst != f.tb.backends[i].Endpoint {
 		f.t.Fatalf("initiation from %s to b%d: %v -> %v", src, i, dst, dropReasonNames[r])
 	}
@@ -138,7 +153,7 @@ func TestRoutingByMAC1AndSessions(t *testing.T) {
 		t.Fatalf("backend garbage: %s", dropReasonNames[r])
 	}
 	ss := f.sh.byPair[sessionKey{ap("192.0.2.1:1000"), f.tb.backends[2]}]
-	if ss == nil || !ss.established || ss.counts[toBackend].packets != 2 || ss.counts[toClient].packets != 2 {
+	if ss == nil || ss.state != transported || ss.counts[toBackend].packets != 2 || ss.counts[toClient].packets != 2 {
 		t.Fatalf("session counters: %+v", ss)
 	}
 	if f.tb.backends[2].handshakes.Load() != 1 {
@@ -174,14 +189,14 @@ func TestSpoofedPacketsNeverRedirect(t *testing.T) {
 func TestReplayedInitiationDisturbsNobody(t *testing.T) {
 	f := newFixture(t, 1, shardConfig{})
 	init := initiation(key(0), 7)
-	up, _, r := f.sh.fromClient(ap("192.0.2.1:1000"), init, f.tb.route(init, nil), 1)
+	up, _, r := f.sh.fromClient(ap("192.0.2.1:1000"), init, f.tb.route(init, nil), false, 1)
 	if r != forwarded {
 		t.Fatal(dropReasonNames[r])
 	}
 	// The replay from another address gets its own upstream socket: the backend's
 	// answer (there is none for a replay, WireGuard rejects old timestamps) could
 	// never reach the original client's session.
-	up2, _, r := f.sh.fromClient(ap("203.0.113.5:4444"), init, f.tb.route(init, nil), 2)
+	up2, _, r := f.sh.fromClient(ap("203.0.113.5:4444"), init, f.tb.route(init, nil), false, 2)
 	if r != forwarded || up2 == up {
 		t.Fatalf("replay: %s, same upstream %v", dropReasonNames[r], up2 == up)
 	}
@@ -227,27 +242,56 @@ func TestIndexCollisions(t *testing.T) {
 
 func TestCookieReplyAndBackendInitiatedHandshake(t *testing.T) {
 	f := newFixture(t, 1, shardConfig{})
-	up, _, _ := f.client("192.0.2.1:1000", initiation(key(0), 5), 1)
-	// Under load the backend answers with a cookie reply: it goes to the client.
-	to, r := f.sh.fromBackend(up, ap("10.0.0.1:51820"), cookieReply(5), 2)
-	if r != forwarded || to != ap("192.0.2.1:1000") {
-		t.Fatalf("cookie reply: %v %s", to, dropReasonNames[r])
+	first := initiation(key(0), 5)
+	up, _, _ := f.client("192.0.2.1:1000", first, 1)
+	ss := f.sh.byPair[sessionKey{ap("192.0.2.1:1000"), f.tb.backends[0]}]
+	// Under load the backend answers with a cookie reply for the address of the
+	// upstream socket. The gateway keeps it (the client holds the gateway's
+	// cookie, and a client keeps one at a time); the session stays pending.
+	cookie := [16]byte{7, 7, 7}
+	var reply [wgproto.CookieReplySize]byte
+	wgproto.NewCookieSealer(key(0)).Reply(&reply, first, &cookie, &[24]byte{1})
+	if _, r := f.sh.fromBackend(up, ap("10.0.0.1:51820"), reply[:], 2); r != dropCookieTaken {
+		t.Fatalf("backend cookie reply: %s", dropReasonNames[r])
 	}
-	// The client's next initiation (new index, now with mac2) leaves through the
-	// same upstream socket, so the cookie (bound to that address) is valid.
-	up2, _, r := f.client("192.0.2.1:1000", initiation(key(0), 6), 3)
+	if ss.state != pending || ss.cookie != cookie {
+		t.Fatalf("after a cookie reply: state %d, cookie %x", ss.state, ss.cookie)
+	}
+	// Forged cookie replies (random bytes, or for another index) change nothing.
+	if _, r := f.sh.fromBackend(up, ap("10.0.0.1:51820"), cookieReply(5), 2); r != dropUnmatched {
+		t.Fatalf("forged cookie reply: %s", dropReasonNames[r])
+	}
+	if _, r := f.sh.fromBackend(up, ap("10.0.0.1:51820"), cookieReply(6), 2); r != dropUnmatched {
+		t.Fatalf("cookie reply for an index never sent: %s", dropReasonNames[r])
+	}
+	// The client's next initiation (new index) leaves through the same upstream
+	// socket, with the mac2 of the backend's cookie set by the gateway.
+	next := initiation(key(0), 6)
+	up2, _, r := f.client("192.0.2.1:1000", next, 3)
 	if r != forwarded || up2 != up {
 		t.Fatalf("retry after cookie used another upstream (%v) %s", up2 != up, dropReasonNames[r])
 	}
-	f.sh.fromBackend(up, ap("10.0.0.1:51820"), response(50, 6), 4)
+	if !wgproto.CheckMAC2(next, &cookie) {
+		t.Fatal("the gateway did not set the backend's mac2")
+	}
+	// A response to the first initiation is still that client's.
+	if to, r := f.sh.fromBackend(up, ap("10.0.0.1:51820"), response(50, 6), 4); r != forwarded || to != ap("192.0.2.1:1000") {
+		t.Fatalf("response: %v %s", to, dropReasonNames[r])
+	}
 	// The backend starts a handshake of its own (rekey): the client answers with a
 	// response addressed to the backend's new index.
-	to, r = f.sh.fromBackend(up, ap("10.0.0.1:51820"), initiation(key(99), 60), 5)
+	to, r := f.sh.fromBackend(up, ap("10.0.0.1:51820"), initiation(key(99), 60), 5)
 	if r != forwarded || to != ap("192.0.2.1:1000") {
 		t.Fatalf("backend initiation: %v %s", to, dropReasonNames[r])
 	}
-	if u, _, r := f.client("192.0.2.1:1000", response(7, 60), 6); r != forwarded || u != up {
+	if u, _, r := f.client("192.0.2.1:1000", response(70, 60), 6); r != forwarded || u != up {
 		t.Fatalf("client response: %s", dropReasonNames[r])
+	}
+	// Data for the client's new index (70) and its first one (6) reach it.
+	for _, idx := range []uint32{70, 6} {
+		if to, r := f.sh.fromBackend(up, ap("10.0.0.1:51820"), transport(idx, 1), 7); r != forwarded || to != ap("192.0.2.1:1000") {
+			t.Fatalf("data for index %d: %s", idx, dropReasonNames[r])
+		}
 	}
 	// A cookie reply from the client (it is under load) also finds the backend.
 	if _, _, r := f.client("192.0.2.1:1000", cookieReply(60), 7); r != forwarded {
@@ -255,16 +299,62 @@ func TestCookieReplyAndBackendInitiatedHandshake(t *testing.T) {
 	}
 }
 
+// Only the backend's real answer establishes a session: a response to one of the
+// session's own initiations, then data. Cookie replies, responses for other
+// indexes and data for unknown indexes are not delivered and change nothing; a
+// backend initiation reaches only an answered session.
+func TestOnlyRealAnswersEstablish(t *testing.T) {
+	f := newFixture(t, 1, shardConfig{})
+	up, _, _ := f.client("192.0.2.1:1", initiation(key(0), 10), 1)
+	ss := f.sh.byPair[sessionKey{ap("192.0.2.1:1"), f.tb.backends[0]}]
+	be := ap("10.0.0.1:51820")
+	for _, pkt := range [][]byte{response(1, 11), transport(10, 5), transport(99, 5), cookieReply(10), initiation(key(5), 3)} {
+		if _, r := f.sh.fromBackend(up, be, pkt, 2); r == forwarded {
+			t.Fatalf("type %d delivered to a pending session", pkt[0])
+		}
+	}
+	if ss.state != pending || ss.counts[toClient].packets != 0 {
+		t.Fatalf("state %d after unmatched packets", ss.state)
+	}
+	f.sh.fromBackend(up, be, response(20, 10), 3)
+	if ss.state != answered {
+		t.Fatalf("state %d after the matching response", ss.state)
+	}
+	f.client("192.0.2.1:1", transport(20, 0), 4) // the initiator's keepalive
+	if ss.state != transported {
+		t.Fatalf("state %d after data", ss.state)
+	}
+}
+
 func TestUpstreamSlotsAndEviction(t *testing.T) {
 	f := newFixture(t, 1, shardConfig{maxUpstreams: 2})
 	f.handshake("192.0.2.1:1", 0, 1, 101, 1)
 	f.handshake("192.0.2.2:1", 0, 2, 102, 1)
-	// Both slots hold answered clients: a third client is refused, nobody evicted.
+	// Both slots hold answered clients: an unproven third client (its source may
+	// be spoofed) is refused, nobody evicted.
 	if _, _, r := f.client("192.0.2.3:1", initiation(key(0), 3), 2); r != dropBackendFull {
 		t.Fatalf("third client: %s", dropReasonNames[r])
 	}
 	if len(f.sh.byPair) != 2 {
 		t.Fatal("an answered session was evicted")
+	}
+	// A proven client may take the place of an answered session that never
+	// carried data, but never that of one that did.
+	f.client("192.0.2.2:1", transport(102, 0), 3)
+	if _, _, r := f.provenClient("192.0.2.3:1", initiation(key(0), 3), 4); r != forwarded {
+		t.Fatalf("proven client: %s", dropReasonNames[r])
+	}
+	if f.sh.byPair[sessionKey{ap("192.0.2.2:1"), f.tb.backends[0]}] == nil || f.sh.byPair[sessionKey{ap("192.0.2.1:1"), f.tb.backends[0]}] != nil {
+		t.Fatal("evicted the session that carried data")
+	}
+	f.client("192.0.2.3:1", transport(0, 0), 5)
+	f.sh.fromBackend(f.sh.byPair[sessionKey{ap("192.0.2.3:1"), f.tb.backends[0]}].up, ap("10.0.0.1:51820"), response(103, 3), 5)
+	f.client("192.0.2.3:1", transport(103, 0), 5)
+	if _, _, r := f.provenClient("192.0.2.4:1", initiation(key(0), 4), 6); r != dropBackendFull {
+		t.Fatalf("proven client with every slot carrying data: %s", dropReasonNames[r])
+	}
+	if got := f.tb.backends[0].pressureUntil.Load(); got <= 6 {
+		t.Fatal("a full backend is not under pressure")
 	}
 	// With one slot pending, a new client evicts the oldest pending one.
 	g := newFixture(t, 1, shardConfig{maxUpstreams: 2})
@@ -276,12 +366,75 @@ func TestUpstreamSlotsAndEviction(t *testing.T) {
 	if g.sh.byPair[sessionKey{ap("192.0.2.2:1"), g.tb.backends[0]}] != nil {
 		t.Fatal("oldest pending session still there")
 	}
+	// A full backend is under pressure: an unproven newcomer gets a cookie reply
+	// and evicts nobody; and without pressure it could not evict a proven
+	// pending session either.
+	g.provenClient("192.0.2.5:1", initiation(key(0), 5), 4) // evicts .3
+	if _, _, r := g.client("192.0.2.6:1", initiation(key(0), 6), 5); r != answeredWithCookie {
+		t.Fatalf("unproven newcomer at a full backend: %s", dropReasonNames[r])
+	}
+	g.tb.backends[0].pressureUntil.Store(0)
+	if _, _, r := g.client("192.0.2.6:1", initiation(key(0), 6), 5); r != dropBackendFull {
+		t.Fatalf("unproven over proven: %s", dropReasonNames[r])
+	}
+	if g.sh.byPair[sessionKey{ap("192.0.2.5:1"), g.tb.backends[0]}] == nil {
+		t.Fatal("proven pending session evicted")
+	}
 	// Session cap.
 	h := newFixture(t, 3, shardConfig{maxSessions: 2})
 	h.handshake("192.0.2.1:1", 0, 1, 101, 1)
 	h.handshake("192.0.2.1:1", 1, 2, 102, 1)
-	if _, _, r := h.client("192.0.2.1:1", initiation(key(2), 3), 2); r != dropSessionLimit {
+	h.client("192.0.2.1:1", transport(101, 0), 1)
+	h.client("192.0.2.1:1", transport(102, 0), 1)
+	if _, _, r := h.provenClient("192.0.2.1:1", initiation(key(2), 3), 2); r != dropSessionLimit {
 		t.Fatalf("over the cap: %s", dropReasonNames[r])
+	}
+	// A shard with its table three quarters full puts the gateway under
+	// pressure: unproven initiations get cookie replies.
+	if _, _, r := h.client("192.0.2.9:1", initiation(key(2), 4), 2); r != answeredWithCookie {
+		t.Fatalf("unproven initiation with a full table: %s", dropReasonNames[r])
+	}
+}
+
+// A slow backend answers a client whose pending session was evicted meanwhile:
+// the answer is not delivered to whoever holds the socket now, even if that one
+// replayed the evicted client's initiation (same sender index).
+func TestLateAnswerAfterEvictionIsNotMisdelivered(t *testing.T) {
+	f := newFixture(t, 1, shardConfig{maxUpstreams: 1})
+	be := ap("10.0.0.1:51820")
+	legit := initiation(key(0), 1234)
+	up, _, _ := f.client("192.0.2.1:1", legit, 1)
+	// An attacker's initiation evicts the pending session and takes its socket.
+	up2, _, r := f.client("198.51.100.1:1", initiation(key(0), 999), 2)
+	if r != forwarded || up2 != up {
+		t.Fatalf("attacker: %s", dropReasonNames[r])
+	}
+	// The backend's late response and cookie reply for the evicted client.
+	if to, r := f.sh.fromBackend(up, be, response(55, 1234), 3); r == forwarded {
+		t.Fatalf("late response delivered to %v", to)
+	}
+	var reply [wgproto.CookieReplySize]byte
+	wgproto.NewCookieSealer(key(0)).Reply(&reply, legit, &[16]byte{}, &[24]byte{})
+	if to, r := f.sh.fromBackend(up, be, reply[:], 3); r == forwarded {
+		t.Fatalf("late cookie reply delivered to %v", to)
+	}
+	// A replay of the evicted client's initiation (same index) from another
+	// address cannot get that socket while the backend may still answer it...
+	// (the full backend is under pressure now: an unproven replay only gets a
+	// cookie reply, a proven one finds no usable socket).
+	f.sh.sweep(3 + f.sh.cfg.pendingTimeout/2)
+	if _, _, r := f.client("198.51.100.2:1", legit, 4); r != answeredWithCookie {
+		t.Fatalf("unproven replay under pressure: %s", dropReasonNames[r])
+	}
+	if _, _, r := f.provenClient("198.51.100.2:1", legit, 4); r != dropBackendFull {
+		t.Fatalf("replay took the socket: %s", dropReasonNames[r])
+	}
+	// ...nor add that index to the attacker's session on it.
+	if _, _, r := f.client("198.51.100.1:1", legit, 4); r != dropStaleIndex {
+		t.Fatalf("replay on the attacker's session: %s", dropReasonNames[r])
+	}
+	if to, r := f.sh.fromBackend(up, be, response(56, 1234), 5); r == forwarded {
+		t.Fatalf("late response delivered to %v", to)
 	}
 }
 

@@ -19,15 +19,18 @@ type backendState struct {
 	// handshakes counts initiations forwarded to the backend (atomic: written by
 	// every shard).
 	handshakes atomic.Uint64
-	// retired accumulates the counters of ended sessions, per direction.
-	retired [2]counters
-}
-
-// counters are per-direction packet and byte totals. Sessions keep them unlocked
-// under their shard's lock; retired totals use atomics.
-type counters struct {
-	packets atomic.Uint64
-	bytes   atomic.Uint64
+	// pressureUntil is the unix nanos until which initiations for the backend
+	// need a valid gateway mac2 (see pressure.go).
+	pressureUntil atomic.Int64
+	// sealer writes the gateway's cookie replies on the backend's behalf and
+	// reads the backend's own.
+	sealer *wgproto.CookieSealer
+	// cookiesSent counts the gateway's cookie replies for the backend; cookiesTaken
+	// the backend's own cookie replies the gateway used for its mac2; refused the
+	// new clients refused because the backend's slots were full.
+	cookiesSent, cookiesTaken, refused atomic.Uint64
+	// refusalLogged is the unix nanos of the last log line about a refusal.
+	refusalLogged atomic.Int64
 }
 
 // table is an immutable routing table.
@@ -48,7 +51,7 @@ func newTable(backends []Backend, previous *table) *table {
 	for _, b := range backends {
 		st := old[b]
 		if st == nil {
-			st = &backendState{Backend: b}
+			st = &backendState{Backend: b, sealer: wgproto.NewCookieSealer(b.PublicKey)}
 		}
 		delete(old, b)
 		st.idx.Store(int32(len(t.backends)))
