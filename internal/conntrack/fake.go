@@ -100,6 +100,7 @@ func (f *Fake) Listen(ctx context.Context, h Handlers) error {
 			h.Idle(since)
 		}
 		select {
+		case <-time.After(10 * time.Millisecond): // look again, report idle again
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-f.overflow:

@@ -113,10 +113,31 @@ func (s *nlSocket) send(b []byte) error {
 	return errors.Join(werr, err)
 }
 
+// idleRecheck is how often a waiting event reader looks at its queue again to
+// report it empty (idle), so that a caller waiting for "every event sent
+// before now has been read" does not wait for the next event.
+const idleRecheck = 50 * time.Millisecond
+
 // recv reads one datagram into s.buf. When nothing is queued it calls idle (if
-// not nil) with the time the read was attempted, then waits: every datagram
-// queued before that time has been returned by an earlier recv.
+// not nil) with the time the read was attempted, then waits (checking again
+// every idleRecheck): every datagram queued before that time has been returned
+// by an earlier recv.
 func (s *nlSocket) recv(idle func(since time.Time)) ([]byte, error) {
+	for {
+		b, err := s.recvOnce(idle)
+		if idle != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+			continue
+		}
+		return b, err
+	}
+}
+
+func (s *nlSocket) recvOnce(idle func(since time.Time)) ([]byte, error) {
+	if idle != nil {
+		if err := s.f.SetReadDeadline(time.Now().Add(idleRecheck)); err != nil {
+			return nil, err
+		}
+	}
 	var n int
 	var err error
 	rerr := s.rc.Read(func(fd uintptr) bool {

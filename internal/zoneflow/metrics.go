@@ -30,7 +30,7 @@ type metrics struct {
 }
 
 func newMetrics(ns string) *metrics {
-	return &metrics{
+	return (&metrics{
 		dumps: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "dumps_total",
 			Help: "Conntrack table dumps by result (success, error)."}, []string{"result"}),
 		dumpDuration: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "dump_duration_seconds",
@@ -50,7 +50,17 @@ func newMetrics(ns string) *metrics {
 			Help: "State file reads at start by result: restored, missing, damaged, stale, other_boot, other_netns, error."}, []string{"result"}),
 		stateSaves: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "state_saves_total",
 			Help: "State file writes at shutdown by result (success, error)."}, []string{"result"}),
+	}).initStateSeries()
+}
+
+// initStateSeries exports every result of the state series from the start, at 0.
+func (m *metrics) initStateSeries() *metrics {
+	for _, r := range []string{loadRestored, loadMissing, loadDamaged, loadStale, loadOtherBoot, loadOtherNetNS, loadError} {
+		m.stateLoads.WithLabelValues(r)
 	}
+	m.stateSaves.WithLabelValues("success")
+	m.stateSaves.WithLabelValues("error")
+	return m
 }
 
 func (m *metrics) collectors() []prometheus.Collector {

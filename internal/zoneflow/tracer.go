@@ -60,6 +60,8 @@ type tracer struct {
 	accounting atomic.Bool
 	// listening, if set, is called when the event listener has joined its group.
 	listening func()
+	// eventsUp: the event listener is running (the final dump waits for it).
+	eventsUp atomic.Bool
 }
 
 func (t *tracer) markDirty() {
@@ -168,7 +170,7 @@ func (t *tracer) finish(ctx context.Context) {
 	}
 	// Entries the final dump missed ended before it: their DESTROY events are
 	// queued or already read.
-	if !t.p.WaitEventsIdle(ctx, epoch) {
+	if t.eventsUp.Load() && !t.p.WaitEventsIdle(ctx, epoch) {
 		t.log.Warn("event reader did not catch up with the final dump", "timeout", t.finalTimeout.String())
 	}
 	if t.state == "" {
@@ -225,6 +227,7 @@ func (t *tracer) eventLoop(ctx context.Context) error {
 			Idle:     t.p.EventsIdle,
 			Overflow: t.overflow,
 		})
+		t.eventsUp.Store(false)
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -245,6 +248,7 @@ func (t *tracer) eventLoop(ctx context.Context) error {
 }
 
 func (t *tracer) onListening() {
+	t.eventsUp.Store(true)
 	if t.listening != nil {
 		t.listening()
 	}
