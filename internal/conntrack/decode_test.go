@@ -147,3 +147,34 @@ func fromKernel(k *tmct.Flow, f *Flow) {
 		ReplyPackets: k.CountersReply.Packets,
 	}
 }
+
+// FuzzDatagram feeds arbitrary datagrams to what the event listener and the
+// dump do with each one they read from the kernel: split it into netlink
+// messages and decode every ctnetlink message. It must never panic nor loop,
+// and every split must consume input.
+func FuzzDatagram(f *testing.F) {
+	msg := eventMessage(f, 2, 42, [2]netip.Addr{podA, cluster}, [2]netip.Addr{podB, podA}, 40000, 80, 1500, 10, 9000, 8)
+	f.Add(msg)
+	f.Add(append(append([]byte(nil), msg...), msg...))
+	f.Add(msg[:20])
+	f.Add([]byte{16, 0, 0, 0, 3, 0, 2, 0, 1, 0, 0, 0, 0, 0, 0, 0})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var fl Flow
+		for len(b) > 0 {
+			m, rest, err := nextMsg(b)
+			if err != nil {
+				return
+			}
+			if len(rest) >= len(b) {
+				t.Fatalf("no progress: %d bytes left of %d", len(rest), len(b))
+			}
+			b = rest
+			if _, ok := eventType(m); ok {
+				_ = parseFlow(m.data, &fl)
+			}
+			if m.typ == nlmsgError || m.typ == nlmsgDone {
+				_ = errnoOf(m.data)
+			}
+		}
+	})
+}
