@@ -187,7 +187,7 @@ func benchDaemon(b *testing.B, bin string, payload []byte, baseline time.Duratio
 	if os.Getenv("BENCH_SMAPS") != "" { // where the resident memory is, by mapping
 		logSmaps(b, cmd.Process.Pid)
 	}
-	if a := os.Getenv("BENCH_PPROF_ADDR"); a != "" {
+	if a := os.Getenv("BENCH_PPROF_ADDR"); a != "" && os.Getenv("BENCH_PPROF_OUT") != "" {
 		saveProfile(b, "http://"+a+"/debug/pprof/heap", os.Getenv("BENCH_PPROF_OUT"))
 		saveProfile(b, "http://"+a+"/debug/pprof/heap?debug=1&gc=1", os.Getenv("BENCH_PPROF_OUT")+".txt")
 	}
