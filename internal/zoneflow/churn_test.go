@@ -156,8 +156,8 @@ func TestChurnExactlyOnce(t *testing.T) {
 			r += v
 		}
 		reported += r
-		t.Logf("%s: sent %d bytes (nft), reported %d; destroy events %d (late %d, duplicate %d), resumed %d, lost %d",
-			name, b, r, st.destroyEvents, st.lateDestroys, st.staleEvents, st.resumedFlows, st.lostFlows)
+		t.Logf("%s: sent %d bytes (nft), reported %d; destroy events %d (late %d, duplicate %d), resumed %d, lost %d, counter resets %d",
+			name, b, r, st.destroyEvents, st.lateDestroys, st.staleEvents, st.resumedFlows, st.lostFlows, st.resets)
 	}
 	diff := float64(reported) - float64(truth)
 	t.Logf("%d connections in %s (%.0f/s, %d failed); kernel %d bytes, tracers %d bytes, difference %+.4f%%",

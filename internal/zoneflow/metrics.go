@@ -77,7 +77,7 @@ type flowCollector struct {
 	bytes, packets, cost, price  *prometheus.Desc
 	tracked, records, lost, fold *prometheus.Desc
 	destroys, late, dup, resumed *prometheus.Desc
-	restored                     *prometheus.Desc
+	restored, resets             *prometheus.Desc
 }
 
 func newFlowCollector(ns string, p *Processor, labels string, prices Prices) *flowCollector {
@@ -105,12 +105,13 @@ func newFlowCollector(ns string, p *Processor, labels string, prices Prices) *fl
 		late:     d("destroy_events_late_total", "DESTROY events of entries a dump had already missed: only the difference to their last counters was counted."),
 		dup:      d("destroy_events_duplicate_total", "DESTROY events of entries already accounted to their end (duplicates): ignored."),
 		resumed:  d("flows_resumed_total", "Entries missing from one dump and seen again by a later one: counted on from their last counters."),
+		resets:   d("counter_resets_total", "Entries whose counters went down between two looks: zeroed by another tool, or a new entry with the same tuple that reused the old one's kernel memory and so its conntrack ID. Counted whole from zero."),
 		restored: d("state_flows_total", "Open flows restored from the state file by outcome: matched (seen again, the difference counted), ended (gone before the first dump).", "outcome"),
 	}
 }
 
 func (c *flowCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.bytes, c.packets, c.cost, c.price, c.tracked, c.records, c.lost, c.fold, c.destroys, c.late, c.dup, c.resumed, c.restored} {
+	for _, d := range []*prometheus.Desc{c.bytes, c.packets, c.cost, c.price, c.tracked, c.records, c.lost, c.fold, c.destroys, c.late, c.dup, c.resumed, c.restored, c.resets} {
 		ch <- d
 	}
 }
@@ -161,6 +162,7 @@ func (c *flowCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.late, prometheus.CounterValue, float64(st.lateDestroys))
 	ch <- prometheus.MustNewConstMetric(c.dup, prometheus.CounterValue, float64(st.staleEvents))
 	ch <- prometheus.MustNewConstMetric(c.resumed, prometheus.CounterValue, float64(st.resumedFlows))
+	ch <- prometheus.MustNewConstMetric(c.resets, prometheus.CounterValue, float64(st.resets))
 	ch <- prometheus.MustNewConstMetric(c.restored, prometheus.CounterValue, float64(st.restoredSeen), "matched")
 	ch <- prometheus.MustNewConstMetric(c.restored, prometheus.CounterValue, float64(st.restoredGone), "ended")
 }

@@ -163,6 +163,7 @@ type procStats struct {
 	lateDestroys  uint64 // DESTROY events of vanished flows: counted the difference only
 	restoredSeen  uint64 // restored flows matched to a live entry
 	restoredGone  uint64 // restored flows that ended while the daemon was down
+	resets        uint64 // counters lower than last seen: zeroed, or the key names a new entry
 }
 
 // NewProcessor returns a processor with an empty index; maxRecords bounds the
@@ -345,6 +346,9 @@ func (p *Processor) observe(f *conntrack.Flow, destroy bool) {
 			st.origBytes, st.origPkts = f.OrigBytes, uint32(f.OrigPackets)
 			st.replyBytes, st.replyPkts = f.ReplyBytes, uint32(f.ReplyPackets)
 		}
+	}
+	if f.OrigBytes < st.origBytes || f.ReplyBytes < st.replyBytes {
+		p.stats.resets++
 	}
 	if r := st.recOrig; r >= 0 {
 		rec := &p.recs[r]
