@@ -291,3 +291,24 @@ func TestRandomInterleavings(t *testing.T) {
 		}
 	}
 }
+
+// TestSameKeyNewEntry: the kernel's conntrack ID is a hash of the entry's
+// memory and tuple, so a new connection with the same addresses and ports in
+// the old entry's memory has the old entry's key. The dump sees the new entry
+// before the old one's DESTROY is read; that DESTROY counts against the old
+// entry's counters, the new entry against its own. And a new entry with the
+// same key that lives and ends between two dumps counts whole even though its
+// predecessor's tombstone is still there.
+func TestSameKeyNewEntry(t *testing.T) {
+	p := newTestProcessor("n1")
+	dumpOf(p, fl(1, 1000))
+	dumpOf(p, fl(1, 100)) // a new entry, same key; the old one ended at 1200
+	destroy(p, fl(1, 1200))
+	dumpOf(p, fl(1, 300))
+	destroy(p, fl(1, 350))
+	wantSum(t, p, 1200+350, "after both entries")
+	destroy(p, fl(1, 90)) // a third one, seen only by its DESTROY
+	wantSum(t, p, 1200+350+90, "after the third entry")
+	destroy(p, fl(1, 90)) // duplicated
+	wantSum(t, p, 1200+350+90, "after a duplicate")
+}

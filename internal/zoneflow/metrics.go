@@ -105,7 +105,7 @@ func newFlowCollector(ns string, p *Processor, labels string, prices Prices) *fl
 		late:     d("destroy_events_late_total", "DESTROY events of entries a dump had already missed: only the difference to their last counters was counted."),
 		dup:      d("destroy_events_duplicate_total", "DESTROY events of entries already accounted to their end (duplicates): ignored."),
 		resumed:  d("flows_resumed_total", "Entries missing from one dump and seen again by a later one: counted on from their last counters."),
-		resets:   d("counter_resets_total", "Entries whose counters went down between two looks: zeroed by another tool, or a new entry with the same tuple that reused the old one's kernel memory and so its conntrack ID. Counted whole from zero."),
+		resets:   d("counter_resets_total", "Entries whose counters went down between two looks: a new entry with the same tuple that reused the old one's kernel memory and so its conntrack ID (the old one's DESTROY counts against its own last counters), or counters zeroed by another tool. The new counters count whole."),
 		restored: d("state_flows_total", "Open flows restored from the state file by outcome: matched (seen again, the difference counted), ended (gone before the first dump).", "outcome"),
 	}
 }

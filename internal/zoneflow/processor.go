@@ -116,6 +116,12 @@ func (s *slab) add() uint32 {
 	return s.n - 1
 }
 
+type replacedFlow struct {
+	origBytes, replyBytes uint64
+	origPkts, replyPkts   uint32
+	epoch                 uint32 // the dump that found it replaced
+}
+
 // Processor turns conntrack dumps and DESTROY events into per-record byte and
 // packet totals, counting each byte once whatever the order in which dumps and
 // events report a flow: deltas against the last counters seen, tombstones for
@@ -138,6 +144,12 @@ type Processor struct {
 	idleEpoch uint32
 	idleAt    time.Time
 	idleCond  *sync.Cond
+
+	// replaced holds the last counters of entries a dump found replaced by a
+	// new entry under the same key (same tuple, same kernel memory, so the
+	// same conntrack ID): the old entry's DESTROY, sent before the new entry
+	// could exist, is the next one for the key and counts against these.
+	replaced map[flowKey]replacedFlow
 
 	// scraped are the records as the last /metrics scrape showed them.
 	scraped []record
@@ -172,6 +184,7 @@ func NewProcessor(maxRecords int) *Processor {
 	p := &Processor{
 		ix:         buildIndex("", nil, nil, nil, nil),
 		flows:      map[flowKey]uint32{},
+		replaced:   map[flowKey]replacedFlow{},
 		recIdx:     map[recordKey]int32{},
 		maxRecords: maxRecords,
 	}
@@ -293,6 +306,13 @@ func (p *Processor) EndDump() int {
 			p.free = append(p.free, i)
 		}
 	}
+	for k, r := range p.replaced {
+		// The old entry's DESTROY was lost (or the counters were zeroed by
+		// another tool and there is no old entry).
+		if r.epoch != e && (r.epoch <= p.idleEpoch || e-r.epoch >= vanishedDumps) {
+			delete(p.replaced, k)
+		}
+	}
 	p.stats.lostFlows += uint64(lost)
 	p.ended, p.endedAt = e, time.Now()
 	return lost
@@ -314,6 +334,18 @@ func (p *Processor) alloc(k flowKey) *flowState {
 
 func (p *Processor) observe(f *conntrack.Flow, destroy bool) {
 	k := keyOf(f)
+	if destroy && len(p.replaced) > 0 {
+		if r, ok := p.replaced[k]; ok {
+			// The replaced entry's DESTROY: its final counters against its
+			// last ones; the new entry's state stays as it is.
+			delete(p.replaced, k)
+			p.stats.lateDestroys++
+			var old flowState
+			p.resolve(f, &old)
+			p.addDelta(&old, f, &r.origBytes, &r.origPkts, &r.replyBytes, &r.replyPkts)
+			return
+		}
+	}
 	i, ok := p.flows[k]
 	var st *flowState
 	if ok {
@@ -321,11 +353,20 @@ func (p *Processor) observe(f *conntrack.Flow, destroy bool) {
 		switch st.status {
 		case stDestroyed:
 			// Already final: a dump that started before the DESTROY event may
-			// still carry the entry with older counters, or the event came twice.
-			if destroy {
-				p.stats.staleEvents++
+			// still carry the entry with older counters, or the event came
+			// twice (with the same counters). A DESTROY with other counters
+			// is of a new entry with the same key (same tuple, same kernel
+			// memory) that lived and ended between two dumps: it counts whole.
+			if !destroy {
+				return
 			}
-			return
+			if f.OrigBytes == st.origBytes && f.ReplyBytes == st.replyBytes &&
+				uint32(f.OrigPackets) == st.origPkts && uint32(f.ReplyPackets) == st.replyPkts {
+				p.stats.staleEvents++
+				return
+			}
+			p.stats.resets++
+			st.origBytes, st.origPkts, st.replyBytes, st.replyPkts = 0, 0, 0, 0
 		case stVanished:
 			if destroy {
 				p.stats.lateDestroys++
@@ -349,23 +390,33 @@ func (p *Processor) observe(f *conntrack.Flow, destroy bool) {
 	}
 	if f.OrigBytes < st.origBytes || f.ReplyBytes < st.replyBytes {
 		p.stats.resets++
+		if !destroy && (st.status == stLive || st.status == stVanished) {
+			p.replaced[k] = replacedFlow{origBytes: st.origBytes, replyBytes: st.replyBytes,
+				origPkts: st.origPkts, replyPkts: st.replyPkts, epoch: p.epoch}
+		}
 	}
+	p.addDelta(st, f, &st.origBytes, &st.origPkts, &st.replyBytes, &st.replyPkts)
+	st.epoch = uint16(p.epoch)
+	st.status = stLive
+	if destroy {
+		st.status = stDestroyed
+	}
+}
+
+// addDelta adds what f's counters grew by since the last ones given to the
+// records of st.
+func (p *Processor) addDelta(st *flowState, f *conntrack.Flow, ob *uint64, op *uint32, rb *uint64, rp *uint32) {
 	if r := st.recOrig; r >= 0 {
 		rec := &p.recs[r]
-		db, dp := delta(f.OrigBytes, f.OrigPackets, &st.origBytes, &st.origPkts)
+		db, dp := delta(f.OrigBytes, f.OrigPackets, ob, op)
 		rec.bytes += db
 		rec.packets += dp
 	}
 	if r := st.recReply; r >= 0 {
 		rec := &p.recs[r]
-		db, dp := delta(f.ReplyBytes, f.ReplyPackets, &st.replyBytes, &st.replyPkts)
+		db, dp := delta(f.ReplyBytes, f.ReplyPackets, rb, rp)
 		rec.bytes += db
 		rec.packets += dp
-	}
-	st.epoch = uint16(p.epoch)
-	st.status = stLive
-	if destroy {
-		st.status = stDestroyed
 	}
 }
 
