@@ -113,8 +113,9 @@ func TestScrapeToOTLP(t *testing.T) {
 		"--queue.record-max-data-points=1",
 		"--web.listen-address=127.0.0.1:0", "--log.level=warn")
 
-	// Two scrapes' worth of points: 1 counter + 1 gauge + 1 histogram + 1 summary each.
-	points := recv.WaitDataPoints(t, 8, 30*time.Second)
+	// Two scrapes' worth of points: 1 counter + 1 gauge + 1 histogram + 1 summary
+	// and the 4 report series (up, ...) each.
+	points := recv.WaitDataPoints(t, 16, 30*time.Second)
 	byMetric := map[string][]otlptest.DataPoint{}
 	for _, p := range points {
 		byMetric[p.Metric] = append(byMetric[p.Metric], p)
