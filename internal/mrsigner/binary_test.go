@@ -173,8 +173,9 @@ func TestBinary(t *testing.T) {
 		args  []string
 		code  int
 	}{
-		{string(signed), []string{"verify", "--keys=" + pubFile}, 0},
-		{strings.Replace(string(signed), "kind: Namespace", "kind: Pod", 1), []string{"verify", "--keys=" + pubFile}, 1},
+		{string(signed), []string{"verify", "--keys=" + pubFile, "--allow-other"}, 0},
+		{string(signed), []string{"verify", "--keys=" + pubFile}, 1}, // a ConfigMap, without --allow-other
+		{strings.Replace(string(signed), "kind: Namespace", "kind: Pod", 1), []string{"verify", "--keys=" + pubFile, "--allow-other"}, 1},
 		{string(signed), []string{"verify"}, 2},
 	} {
 		c := exec.Command(bin, tc.args...)

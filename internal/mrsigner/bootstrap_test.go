@@ -202,8 +202,11 @@ func TestBootstrapFreshNamespace(t *testing.T) {
 	}
 	signedWrite("managedresource-a", "kind: ConfigMap")
 	signedWrite("managedresource-gc", "kind: ConfigMap")
-	mrs := env.Dynamic.Resource(ManagedResourceGVR).Namespace(ns)
-	if _, err := mrs.Create(ctx, managedResource(ns, "a", nil, "managedresource-a"), metav1.CreateOptions{}); err != nil {
+	trustedDyn, err := dynamic.NewForConfig(env.ImpersonatedConfig(trustedUser))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := trustedDyn.Resource(ManagedResourceGVR).Namespace(ns).Create(ctx, managedResource(ns, "a", nil, "managedresource-a"), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	poll(t, 30*time.Second, "the ManagedResource in mr-signer's cache", func() bool {

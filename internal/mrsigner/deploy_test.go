@@ -205,7 +205,11 @@ func TestDeployCertManager(t *testing.T) {
 	// An overlay of base and component, as an operator writes it.
 	k := t.TempDir()
 	abs, _ := filepath.Abs("../../deploy/mr-signer")
-	if err := os.WriteFile(filepath.Join(k, "kustomization.yaml"), []byte("resources: ["+filepath.Join(abs, "base")+"]\ncomponents: ["+filepath.Join(abs, "components/cert-manager")+"]\n"), 0o600); err != nil {
+	rel, err := filepath.Rel(k, abs) // kustomize takes relative paths only
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(k, "kustomization.yaml"), []byte("resources: ["+filepath.Join(rel, "base")+"]\ncomponents: ["+filepath.Join(rel, "components/cert-manager")+"]\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	objs := kustomizeBuild(t, k)
@@ -272,9 +276,12 @@ func kustomizeBuild(t *testing.T, dir string) []*unstructured.Unstructured {
 			t.Skip("kustomize not found")
 		}
 	}
-	out, err := exec.Command(bin, "build", dir).Output()
+	cmd := exec.Command(bin, "build", dir)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
 	if err != nil {
-		t.Fatalf("kustomize build: %v", err)
+		t.Fatalf("kustomize build: %v\n%s", err, stderr.String())
 	}
 	var objs []*unstructured.Unstructured
 	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(out), 4096)
