@@ -16,9 +16,14 @@ import (
 	"github.com/trellis-garden/trellis/internal/imds"
 )
 
+// drained checks the Drained annotation and the condition that reports it,
+// written after it in the same pass.
 func drained(n *corev1.Node) string {
 	if n.Annotations[DrainStateAnnotation] != DrainStateDrained {
 		return "not drained"
+	}
+	if c := condition(n); c == nil || !strings.Contains(c.Message, "; drained") {
+		return "condition does not say drained"
 	}
 	return ""
 }
