@@ -123,7 +123,7 @@ func run() error {
 	return nil
 }
 
-var targetLine = regexp.MustCompile(`^\s+([a-z][a-z-]+)\s+(http://[0-9.:]+)/metrics\s*$`)
+var targetLine = regexp.MustCompile(`^\s+([a-z][a-z0-9 -]*[a-z0-9])\s+(http://[0-9.:]+)/metrics\b`)
 
 // demoTargets reads daemon name -> host:port from the demo's summary lines.
 func demoTargets(path string) (map[string]string, error) {
@@ -137,7 +137,7 @@ func demoTargets(path string) (map[string]string, error) {
 	targets := map[string]string{}
 	for _, l := range strings.Split(string(b), "\n") {
 		if m := targetLine.FindStringSubmatch(l); m != nil {
-			targets[m[1]] = strings.TrimPrefix(m[2], "http://")
+			targets[strings.ReplaceAll(m[1], " ", "-")] = strings.TrimPrefix(m[2], "http://")
 		}
 	}
 	if len(targets) == 0 {
