@@ -198,3 +198,43 @@ func TestCLIReadsAsKubectl(t *testing.T) {
 		t.Fatalf("sign --help:\n%s", out)
 	}
 }
+
+// FuzzReadDocuments: the CLI's reader never panics on arbitrary input, and when it
+// accepts an input, every Secret kubectl's decoding would apply from it is among
+// the Secrets it checks (it may check more, never fewer).
+func FuzzReadDocuments(f *testing.F) {
+	for _, s := range []string{
+		`{"apiVersion":"v1","kind":"SecretList","items":[{"metadata":{"name":"a","namespace":"n"}}]}`,
+		"apiVersion: v1\nkind: List\nitems:\n- {apiVersion: /v1, kind: Secret, metadata: {name: a, namespace: n}}\n---\nnull\n",
+		`{"apiVersion":"v1","kind":"Secret","metadata":{"name":"a","namespace":"n"}}{"apiVersion":"v1","kind":"ConfigMap"}`,
+		`{"apiVersion":"x/v1","kind":"Foo","items":[{"apiVersion":"v1","kind":"List","items":[]}]}`,
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, input string) {
+		docs, err := readDocuments(strings.NewReader(input), "default")
+		if err != nil {
+			return
+		}
+		ours := map[string]bool{}
+		for _, d := range docs {
+			for _, o := range d.objects {
+				if o.secret != nil {
+					ours[o.secret.Namespace+"/"+o.secret.Name] = true
+				}
+			}
+		}
+		theirs, err := kubectlSecrets(input)
+		if err != nil {
+			return
+		}
+		for _, s := range theirs {
+			if ns, name, _ := strings.Cut(s, "/"); ns == "" {
+				s = "default/" + name
+			}
+			if !ours[s] {
+				t.Fatalf("kubectl applies Secret %s, the CLI does not check it (it found %v)", s, ours)
+			}
+		}
+	})
+}
