@@ -1,6 +1,7 @@
 package wggateway
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/binary"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+	"golang.zx2c4.com/wireguard/device"
 )
 
 // Attack tests: an attacker who knows a backend's public key and can spoof IPv4
@@ -476,4 +478,56 @@ func TestAttackLoadedBackend(t *testing.T) {
 		t.Fatal("the loaded server sent the gateway no cookie reply")
 	}
 	ab.mon.check(t, false)
+}
+
+// TestGatewayCookieOverIPv6: with cookies demanded, an initiation from an IPv6
+// source is answered with the gateway's cookie reply, which wireguard-go's
+// initiator code accepts; the next initiation, carrying the mac2 it computes, is
+// forwarded. Nothing without it reaches the backend.
+func TestGatewayCookieOverIPv6(t *testing.T) {
+	backend, err := net.ListenUDP("udp6", &net.UDPAddr{IP: net.IPv6loopback})
+	if err != nil {
+		t.Skipf("no IPv6 loopback: %v", err)
+	}
+	defer backend.Close()
+	client, err := net.ListenUDP("udp6", &net.UDPAddr{IP: net.IPv6loopback})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	srv := newKeypair(t)
+	rg := startGateway(t, "[::1]:0", []Backend{{Name: "v6", PublicKey: srv.pub, Endpoint: backend.LocalAddr().(*net.UDPAddr).AddrPort()}},
+		func(c *Config) { c.Cookies = CookiesAlways })
+	to := rg.gw.LocalAddr().(*net.UDPAddr).AddrPort()
+	var gen device.CookieGenerator
+	gen.Init(device.NoisePublicKey(srv.pub))
+
+	first := initiation(srv.pub, 1)
+	gen.AddMacs(first)
+	client.WriteToUDPAddrPort(first, to)
+	buf := make([]byte, 2048)
+	client.SetReadDeadline(time.Now().Add(10 * time.Second))
+	n, err := client.Read(buf)
+	if err != nil || n != 64 || buf[0] != 3 {
+		t.Fatalf("no cookie reply: %d bytes, %v", n, err)
+	}
+	var reply device.MessageCookieReply
+	binary.Read(bytes.NewReader(buf[:n]), binary.LittleEndian, &reply)
+	if reply.Receiver != 1 || !gen.ConsumeReply(&reply) {
+		t.Fatal("wireguard-go cannot use the gateway's cookie reply")
+	}
+	second := initiation(srv.pub, 2)
+	gen.AddMacs(second) // mac1, and mac2 with the cookie
+	client.WriteToUDPAddrPort(second, to)
+	backend.SetReadDeadline(time.Now().Add(10 * time.Second))
+	n, err = backend.Read(buf)
+	if err != nil || !bytes.Equal(buf[:n], second) {
+		t.Fatalf("backend got %d bytes (%v), want the initiation with mac2", n, err)
+	}
+	if got := rg.metric(t, "trellis_wg_gateway_backend_cookie_replies_sent_total", "backend", "v6"); got != 1 {
+		t.Fatalf("cookie replies sent = %v", got)
+	}
+	if got := rg.metric(t, "trellis_wg_gateway_backend_handshakes_total", "backend", "v6"); got != 1 {
+		t.Fatalf("initiations forwarded = %v, want only the one with mac2", got)
+	}
 }

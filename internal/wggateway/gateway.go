@@ -431,11 +431,7 @@ func (s *shardIO) serveClients(ln *udpbatch.Conn) error {
 			if verdicts[i] != answeredWithCookie {
 				continue
 			}
-			var nonce [24]byte
-			nonces.Read(nonce[:])
-			cookie := g.cookies.cookie(in[i].Addr)
-			routes[i].sealer.Reply(&replies[i], in[i].Buf[:in[i].N], &cookie, &nonce)
-			routes[i].cookiesSent.Add(1)
+			g.cookieReply(&replies[i], in[i].Buf[:in[i].N], in[i].Addr, routes[i], nonces)
 			cookieOut = append(cookieOut, udpbatch.Message{Buf: replies[i][:], N: wgproto.CookieReplySize, Addr: in[i].Addr})
 		}
 		if len(cookieOut) > 0 {
@@ -490,6 +486,16 @@ func (s *shardIO) admitInitiations(in []udpbatch.Message, routes, hints []*backe
 			verdicts[i] = dropRateLimited
 		}
 	}
+}
+
+// cookieReply writes into dst the gateway's cookie reply to initiation pkt from
+// src for backend b.
+func (g *Gateway) cookieReply(dst *[wgproto.CookieReplySize]byte, pkt []byte, src netip.AddrPort, b *backendState, nonces *mrand.ChaCha8) {
+	var nonce [24]byte
+	nonces.Read(nonce[:])
+	cookie := g.cookies.cookie(src)
+	b.sealer.Reply(dst, pkt, &cookie, &nonce)
+	b.cookiesSent.Add(1)
 }
 
 // refusalLogEvery is the least time between two log lines about refused clients
