@@ -47,7 +47,7 @@ func ParseAction(s string) (Action, error) {
 // unknown: counted, recorded, and acted on with ActionNone.
 var KnownTypes = []imds.EventType{
 	imds.TypeFreeze, imds.TypeReboot, imds.TypeRedeploy, imds.TypeMaintenance,
-	imds.TypePreempt, imds.TypeTerminate, imds.TypeRebalance,
+	imds.TypePreempt, imds.TypeTerminate, imds.TypeRebalance, imds.TypeLiveMigrate,
 }
 
 func isKnown(t imds.EventType) bool {
@@ -59,13 +59,14 @@ func isKnown(t imds.EventType) bool {
 	return false
 }
 
-// DefaultActions returns the default action per event type. A Freeze pauses the
-// VM for seconds and a rebalance recommendation is only a risk, so both keep new
-// pods away without moving running ones; everything that reboots, moves or
-// removes the VM drains it first.
+// DefaultActions returns the default action per event type. A Freeze and a
+// live migration (GCP) pause the VM for seconds and a rebalance recommendation
+// is only a risk, so they keep new pods away without moving running ones;
+// everything that reboots, moves or removes the VM drains it first.
 func DefaultActions() map[imds.EventType]Action {
 	return map[imds.EventType]Action{
 		imds.TypeFreeze:      ActionTaint,
+		imds.TypeLiveMigrate: ActionTaint,
 		imds.TypeRebalance:   ActionTaint,
 		imds.TypeReboot:      ActionDrain,
 		imds.TypeRedeploy:    ActionDrain,

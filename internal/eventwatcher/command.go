@@ -16,6 +16,7 @@ import (
 // NewCommand builds the event-watcher command.
 func NewCommand() *cobra.Command {
 	o := NewOptions()
+	mo := &MetadataOptions{}
 	return daemon.NewCommand(daemon.Spec{
 		Name:  Name,
 		Short: "Cloud scheduled events become Node conditions, taints, Events and safe drains",
@@ -26,17 +27,17 @@ ScheduledEvent, taint and label trellis.dev/scheduled-event, Events) and, per ev
 type, cordons and drains the node through the eviction API (honouring
 PodDisruptionBudgets), optionally approves the event early, and uncordons afterwards.`,
 		ListenAddress: ":8082",
-		Options:       []daemon.Options{o},
-		Run:           func(ctx context.Context, d *daemon.Daemon) error { return run(ctx, d, o) },
+		Options:       []daemon.Options{o, mo},
+		Run:           func(ctx context.Context, d *daemon.Daemon) error { return run(ctx, d, o, mo) },
 	})
 }
 
-func run(ctx context.Context, d *daemon.Daemon, o *Options) error {
+func run(ctx context.Context, d *daemon.Daemon, o *Options, mo *MetadataOptions) error {
 	client, _, err := o.Kube.Clientset(Name)
 	if err != nil {
 		return err
 	}
-	source, err := newSource(ctx, d, client, o)
+	source, err := newSource(ctx, d, client, o, mo)
 	if err != nil {
 		return err
 	}
@@ -51,7 +52,7 @@ func run(ctx context.Context, d *daemon.Daemon, o *Options) error {
 // newSource builds the metadata client, reading the Node's providerID when the
 // provider is auto or Azure's resource names are not given. The API server may be
 // unreachable at start: it retries until ctx ends.
-func newSource(ctx context.Context, d *daemon.Daemon, client kubernetes.Interface, o *Options) (imds.Client, error) {
+func newSource(ctx context.Context, d *daemon.Daemon, client kubernetes.Interface, o *Options, mo *MetadataOptions) (imds.Client, error) {
 	provider, resources := o.Provider, o.AzureResources
 	if provider == "auto" || (provider == imds.Azure && len(resources) == 0) {
 		providerID, err := nodeProviderID(ctx, d, client, o.Node.Name)
@@ -75,7 +76,7 @@ func newSource(ctx context.Context, d *daemon.Daemon, client kubernetes.Interfac
 		}
 		return asClient(imds.NewAzure(imds.AzureOptions{Endpoint: o.Endpoint, Resources: resources}))
 	case imds.AWS:
-		return asClient(imds.NewAWS(imds.AWSOptions{Endpoint: o.Endpoint}))
+		return asClient(imds.NewAWS(imds.AWSOptions{Endpoint: o.Endpoint, TokenTTL: mo.AWSTokenTTL}))
 	default:
 		return asClient(imds.NewGCP(imds.GCPOptions{Endpoint: o.Endpoint}))
 	}

@@ -14,8 +14,8 @@ import (
 
 // pollLoop polls the metadata service until ctx ends. Polls start at least
 // PollInterval apart; a client whose Poll blocks (a long poll) is polled again
-// as soon as it returns. A failed poll keeps the last known events and is
-// retried with backoff.
+// as soon as it returns, and an imds.LongPoller always at once. A failed poll
+// keeps the last known events and is retried with backoff.
 func (c *Controller) pollLoop(ctx context.Context) {
 	bo := newBackoff(c.cfg.PollInterval, c.cfg.MaxRetryInterval)
 	failures := 0
@@ -29,6 +29,9 @@ func (c *Controller) pollLoop(ctx context.Context) {
 			err = validateSnapshot(snap)
 		}
 		wait := c.cfg.PollInterval - time.Since(start)
+		if lp, ok := c.source.(imds.LongPoller); ok && lp.LongPolls() {
+			wait = 0 // Poll waits for a change and spaces its own requests
+		}
 		if err != nil {
 			failures++
 			kind := errorKind(err)
@@ -42,10 +45,22 @@ func (c *Controller) pollLoop(ctx context.Context) {
 			failures = 0
 			bo.Reset()
 			c.observe(snap, time.Now())
+			c.partErrors(snap.Errors)
 		}
 		if !sleep(ctx, wait) {
 			return
 		}
+	}
+}
+
+// partErrors counts and logs the failures of parts of a source that did not
+// stop its snapshot (a GCP item whose read failed keeps its last known events
+// while the other items are still watched).
+func (c *Controller) partErrors(errs []error) {
+	for _, err := range errs {
+		kind := errorKind(err)
+		c.m.metadataErrors.WithLabelValues(kind).Inc()
+		c.log.Warn("metadata read failed, keeping its last known events", "kind", kind, "error", err)
 	}
 }
 
