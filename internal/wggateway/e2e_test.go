@@ -524,9 +524,10 @@ func TestEndToEnd(t *testing.T) {
 }
 
 // TestCookieReplyThroughGateway plays a backend under load with wireguard-go's own
-// cookie code: the first initiation gets a cookie reply; the client's next
-// initiation, relayed through the gateway, must carry a valid mac2 for the address
-// the backend sees.
+// cookie code: the first initiation gets a cookie reply, which the gateway keeps
+// (the client holds the gateway's cookie, if any); the client's next initiation,
+// relayed through the gateway, must carry a valid mac2 for the address the backend
+// sees, set by the gateway.
 func TestCookieReplyThroughGateway(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end test with WireGuard peers; skipped in -short mode")
