@@ -116,8 +116,27 @@ check: ## gofmt and go vet (part of test).
 	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
+# Alerting rules and dashboards of deploy/components/monitoring. promtool: the one on
+# PATH, else the one of Debian's prometheus package, unpacked into the cache (no
+# service installed; needs the apt lists: `apt-get update` once). The query checks
+# are a module of their own (tools/monitoring, outside go.work) so the Prometheus
+# library stays out of the daemons' module graph.
+PROMTOOL ?= $(or $(shell command -v promtool 2>/dev/null),$(TRELLIS_CACHE)/tools/prometheus-deb/usr/bin/promtool)
+MONITORING := deploy/components/monitoring
+
+.PHONY: monitoring
+monitoring: $(PROMTOOL) ## Alerting rules (promtool check/test rules) and the dashboard and rule query checks (part of test).
+	$(PROMTOOL) check rules $(MONITORING)/rules/*.rules.yaml
+	$(PROMTOOL) test rules $(MONITORING)/rules/tests/*.test.yaml
+	cd tools/monitoring && GOWORK=off $(GO) vet ./... && GOWORK=off $(GO) test -count=1 $(TESTFLAGS) ./...
+
+$(TRELLIS_CACHE)/tools/prometheus-deb/usr/bin/promtool:
+	@mkdir -p $(TRELLIS_CACHE)/tools
+	cd $(TRELLIS_CACHE)/tools && rm -f prometheus_*.deb && apt-get download prometheus && \
+	  dpkg-deb -x prometheus_*.deb prometheus-deb && rm -f prometheus_*.deb
+
 .PHONY: test
-test: check testenv tools ## All tests: gofmt, vet, unit and integration tests against a real kube-apiserver.
+test: check testenv tools monitoring ## All tests: gofmt, vet, unit and integration tests against a real kube-apiserver, alerting rules and dashboards.
 	TRELLIS_TESTENV_ASSETS="$$(scripts/testenv.sh --path)" TRELLIS_TESTENV_REQUIRED=true \
 	  TRELLIS_KUSTOMIZE=$(KUSTOMIZE) $(GO) test -count=1 -timeout $(TEST_TIMEOUT) $(TESTFLAGS) ./...
 
