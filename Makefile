@@ -118,7 +118,7 @@ check: ## gofmt and go vet (part of test).
 
 # Alerting rules and dashboards of deploy/components/monitoring. promtool: the one on
 # PATH, else the one of Debian's prometheus package, unpacked into the cache (no
-# service installed; needs the apt lists: `apt-get update` once). The query checks
+# service installed; runs `apt-get update` when the lists are missing). The query checks
 # are a module of their own (tools/monitoring, outside go.work) so the Prometheus
 # library stays out of the daemons' module graph.
 PROMTOOL ?= $(or $(shell command -v promtool 2>/dev/null),$(TRELLIS_CACHE)/tools/prometheus-deb/usr/bin/promtool)
@@ -132,7 +132,7 @@ monitoring: $(PROMTOOL) ## Alerting rules (promtool check/test rules) and the da
 
 $(TRELLIS_CACHE)/tools/prometheus-deb/usr/bin/promtool:
 	@mkdir -p $(TRELLIS_CACHE)/tools
-	cd $(TRELLIS_CACHE)/tools && rm -f prometheus_*.deb && apt-get download prometheus && \
+	cd $(TRELLIS_CACHE)/tools && rm -f prometheus_*.deb && { apt-get download prometheus 2>/dev/null || { apt-get update -qq && apt-get download prometheus; }; } && \
 	  dpkg-deb -x prometheus_*.deb prometheus-deb && rm -f prometheus_*.deb
 
 .PHONY: test
