@@ -91,6 +91,9 @@ type hostState struct {
 	Iptables  map[string][]string `json:"iptables"` // "iptables/filter" -> rules (-S)
 	Absent    []string            `json:"absent"`   // paths that did not exist before Up
 	AddedAddr bool                `json:"addedAddr"`
+	// NftTables lists `nft list tables` before Up: iptables-nft creates its tables
+	// on first use, and Down removes the ones it created (when empty).
+	NftTables []string `json:"nftTables"`
 }
 
 // sysctls the kubelet, kube-proxy and the bridge plugin may change.
@@ -443,6 +446,7 @@ func readFile(p string) string {
 // folders did not exist.
 func recordHost(cfg Config) error {
 	st := hostState{Sysctls: map[string]string{}, Iptables: map[string][]string{}}
+	st.NftTables = nftTables()
 	for _, s := range sysctls {
 		if v, err := os.ReadFile("/proc/sys/" + s); err == nil {
 			st.Sysctls[s] = strings.TrimSpace(string(v))
@@ -720,4 +724,19 @@ func buildPause(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("build pause: %v: %s", err, out)
 	}
 	return writePauseImage(bin, cfg.path("bin", "pause.tar"))
+}
+
+// nftTables lists the nftables tables ("ip filter"), nil without nft.
+func nftTables() []string {
+	out, err := exec.Command("nft", "list", "tables").Output()
+	if err != nil {
+		return nil
+	}
+	var ts []string
+	for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		if t, ok := strings.CutPrefix(strings.TrimSpace(l), "table "); ok {
+			ts = append(ts, t)
+		}
+	}
+	return ts
 }

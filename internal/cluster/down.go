@@ -66,6 +66,7 @@ func Down(cfg Config) error {
 			}
 		}
 		note(restoreIptables(st.Iptables))
+		note(removeNewNftTables(st.NftTables))
 		for k, v := range st.Sysctls {
 			cur := readFile("/proc/sys/" + k)
 			if cur != "" && cur != v {
@@ -398,4 +399,44 @@ func writePauseImage(bin, file string) error {
 		Entrypoint: []string{"/pause"},
 		User:       "65535:65535",
 	}, file)
+}
+
+// removeNewNftTables deletes the iptables-nft tables (ip/ip6 filter, nat,
+// mangle, raw) that did not exist before Up, when only chain policies are left
+// in them.
+func removeNewNftTables(before []string) error {
+	if _, err := exec.LookPath("nft"); err != nil {
+		return nil
+	}
+	had := map[string]bool{}
+	for _, t := range before {
+		had[t] = true
+	}
+	var errs []error
+	for _, t := range nftTables() {
+		fam, name, _ := strings.Cut(t, " ")
+		if had[t] || (fam != "ip" && fam != "ip6") || (name != "filter" && name != "nat" && name != "mangle" && name != "raw") {
+			continue
+		}
+		bin := "iptables"
+		if fam == "ip6" {
+			bin = "ip6tables"
+		}
+		rules, err := iptablesRules(bin, name)
+		if err != nil {
+			continue
+		}
+		empty := true
+		for _, r := range rules {
+			if !strings.HasPrefix(r, "-P ") {
+				empty = false
+			}
+		}
+		if empty {
+			if err := run("nft", "delete", "table", fam, name); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
 }
