@@ -317,7 +317,13 @@ func applyOverlay(ctx context.Context, t *testing.T, name, tag string) {
 	}
 	var k strings.Builder
 	k.WriteString("apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n")
-	fmt.Fprintf(&k, "  - %s\nimages:\n", filepath.Join(env.repo, "test", "e2e", "kustomize", name))
+	// kustomize refuses an absolute path as a resource ("new root cannot be
+	// absolute"): name the overlay relative to the generated folder.
+	rel, err := filepath.Rel(dir, filepath.Join(env.repo, "test", "e2e", "kustomize", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(&k, "  - %s\nimages:\n", rel)
 	for _, d := range daemons {
 		fmt.Fprintf(&k, "  - {name: trellis/%s, newTag: %s}\n", d, tag)
 	}
