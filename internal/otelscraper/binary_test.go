@@ -33,8 +33,18 @@ func TestBinaryRestartKeepsQueue(t *testing.T) {
 		t.Fatalf("bad flags: %v\n%s", err, out)
 	}
 
-	var scrapes atomic.Int64
+	// The target numbers its scrapes. Once closed it answers 503 and counts
+	// refusals: a refusal means the daemon finished the scrape before it (one
+	// target's scrapes are sequential), so stopping after one loses no scrape in
+	// flight.
+	var scrapes, refused atomic.Int64
+	var closed atomic.Bool
 	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if closed.Load() {
+			refused.Add(1)
+			http.Error(w, "closed", http.StatusServiceUnavailable)
+			return
+		}
 		n := scrapes.Add(1)
 		fmt.Fprintf(w, "# TYPE scrape_number gauge\nscrape_number %d\n", n)
 	}))
@@ -44,7 +54,7 @@ func TestBinaryRestartKeepsQueue(t *testing.T) {
 	queue := filepath.Join(dir, "queue")
 	start := func() *exec.Cmd {
 		cmd := exec.Command(bin, "--discovery.kubernetes=false", "--node.name=n1",
-			"--target.static=job=app,url="+target.URL+"/metrics,interval=1s",
+			"--target.static=job=app,url="+target.URL+"/metrics,interval=2s", // the timeout too: generous under load
 			"--otlp.protocol=http/protobuf", "--otlp.endpoint="+recv.URL(), "--otlp.insecure",
 			"--otlp.retry.initial=100ms", "--otlp.retry.max=500ms",
 			"--queue.dir="+queue, "--web.listen-address=", "--log.level=error")
@@ -65,6 +75,13 @@ func TestBinaryRestartKeepsQueue(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	closed.Store(true)
+	for refused.Load() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("no scrape after the target closed")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	stop(first)
 	queued := scrapes.Load()
 
@@ -82,15 +99,17 @@ func TestBinaryRestartKeepsQueue(t *testing.T) {
 				got[p.Value] = true
 			}
 		}
-		all := true
+		var missing []int64
 		for i := int64(1); i <= queued; i++ {
-			all = all && got[float64(i)]
+			if !got[float64(i)] {
+				missing = append(missing, i)
+			}
 		}
-		if all {
+		if len(missing) == 0 {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("after the restart %d of the %d scrapes queued in the first run arrived", len(got), queued)
+			t.Fatalf("after the restart, scrapes %v of the %d of the first run are missing (%d arrived)", missing, queued, len(got))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

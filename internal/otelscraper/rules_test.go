@@ -85,6 +85,15 @@ func TestParseRulesValid(t *testing.T) {
 			t.Errorf("empty entry %s does not keep everything without limit", job)
 		}
 	}
+	// Null fields are absent fields: null jobs, default, lists, mappings and limits.
+	nulls := mustParse(t, "jobs: null\ndefault: null\n")
+	if len(nulls.Jobs()) != 0 || !nulls.Job("x").Keep(sample("x", promtext.TypeGauge)) {
+		t.Error("null jobs and default do not keep everything")
+	}
+	nulls = mustParse(t, "jobs: {a: {keep: null, drop: null, labelFilters: null, dropLabels: null, constLabels: null, seriesLimit: null}}")
+	if j := nulls.Job("a"); j.Name() != "a" || j.SeriesLimit() != 0 || j.ConstLabels() != nil || !j.Keep(sample("x", promtext.TypeGauge)) {
+		t.Error("an entry of null fields does not keep everything")
+	}
 	// {} is a valid document that keeps everything.
 	all := mustParse(t, "{}")
 	if !all.Job("cadvisor").Keep(sample("x", promtext.TypeGauge)) || all.Job("x").SeriesLimit() != 0 {
@@ -188,6 +197,27 @@ jobs:
 			`jobs["a.b"].constLabels.empty: empty value`,
 			`jobs["a.b"].constLabels.number: must be a string, got a number (quote it)`,
 			`jobs["a.b"].seriesLimit: must be between 0 (no limit) and 2147483648, got -1`,
+		}},
+		{"nulls and out-of-range numbers", `
+"x.y": 1
+jobs:
+  a:
+    keep: [null, x]
+    labelFilters:
+    - null
+    - {label: a, regex: b, action: 3, extra: 1}
+    - {label: a, regex: null, action: null}
+    constLabels: {a: null}
+    seriesLimit: 99999999999999999999
+`, []string{
+			`["x.y"]: unknown field (known: default, jobs)`,
+			"jobs.a.keep[0]: must be a string, got null",
+			"jobs.a.labelFilters[0]: must be a mapping, got null",
+			"jobs.a.labelFilters[1].extra: unknown field (known: label, regex, action)",
+			"jobs.a.labelFilters[1].action: must be a string, got a number (quote it)",
+			"jobs.a.labelFilters[2].regex: required",
+			"jobs.a.constLabels.a: must be a string, got null",
+			"jobs.a.seriesLimit: must be a whole number, got a number",
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
