@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -61,9 +62,27 @@ func (s *eventScenario) start(ctx context.Context, d *Demo) error {
 	if _, err := c.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: s.ns}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return err
 	}
+	// The pod belongs to a ReplicaSet, as a Deployment's pods do: event-watcher's
+	// drain, like kubectl drain, leaves pods without a controller on the node by
+	// default. No controller manager runs here, so the ReplicaSet creates nothing.
+	rs := &appsv1.ReplicaSet{
+		ObjectMeta: metav1.ObjectMeta{Name: s.pod[:strings.LastIndex(s.pod, "-")], Namespace: s.ns},
+		Spec: appsv1.ReplicaSetSpec{
+			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "web"}},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "web"}},
+				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "web", Image: "registry.k8s.io/pause:3.10"}}},
+			},
+		},
+	}
+	rs, err = c.AppsV1().ReplicaSets(s.ns).Create(ctx, rs, metav1.CreateOptions{})
+	if err != nil {
+		return err
+	}
 	pod := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: s.pod, Namespace: s.ns, Labels: map[string]string{"app": "web"}},
-		Spec:       corev1.PodSpec{NodeName: s.node, Containers: []corev1.Container{{Name: "web", Image: "registry.k8s.io/pause:3.10"}}},
+		ObjectMeta: metav1.ObjectMeta{Name: s.pod, Namespace: s.ns, Labels: map[string]string{"app": "web"},
+			OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(rs, appsv1.SchemeGroupVersion.WithKind("ReplicaSet"))}},
+		Spec: corev1.PodSpec{NodeName: s.node, Containers: []corev1.Container{{Name: "web", Image: "registry.k8s.io/pause:3.10"}}},
 	}
 	p, err := c.CoreV1().Pods(s.ns).Create(ctx, pod, metav1.CreateOptions{})
 	if err != nil {
