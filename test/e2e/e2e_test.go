@@ -126,11 +126,12 @@ func TestMain(m *testing.M) {
 		c.dev.Close()
 	}
 	start := time.Now()
-	if err := cluster.Down(cfg); err != nil {
-		fmt.Fprintln(os.Stderr, "e2e: teardown:", err)
+	downErr := cluster.Down(cfg)
+	if downErr != nil {
+		fmt.Fprintln(os.Stderr, "e2e: teardown:", downErr)
 		code = 1
 	}
-	record("cluster", "teardown (processes, mounts, iptables, sysctls, files)", resultOf(code == 0), time.Since(start))
+	record("cluster", "teardown (processes, mounts, iptables, sysctls, files)", resultOf(downErr == nil), time.Since(start))
 	fmt.Println()
 	printSummary(os.Stdout)
 	if f, err := os.Create(filepath.Join(cfg.StateDir, "logs", "e2e-summary.txt")); err == nil {
