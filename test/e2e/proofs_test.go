@@ -111,6 +111,17 @@ func ptr[T any](v T) *T { return &v }
 
 func runPod(ctx context.Context, t *testing.T, p *corev1.Pod) *corev1.Pod {
 	t.Helper()
+	got := startPod(ctx, t, p)
+	t.Cleanup(func() {
+		_ = env.cl.Client.CoreV1().Pods(p.Namespace).Delete(context.Background(), p.Name, metav1.DeleteOptions{GracePeriodSeconds: ptr(int64(0))})
+	})
+	return got
+}
+
+// startPod starts p (replacing a pod of that name) and waits until it runs; the
+// pod stays until the cluster goes (for proofs that a later step continues).
+func startPod(ctx context.Context, t *testing.T, p *corev1.Pod) *corev1.Pod {
+	t.Helper()
 	cs := env.cl.Client
 	_ = cs.CoreV1().Pods(p.Namespace).Delete(ctx, p.Name, metav1.DeleteOptions{GracePeriodSeconds: ptr(int64(0))})
 	_ = poll(ctx, 30*time.Second, func() error {
@@ -137,9 +148,6 @@ func runPod(ctx context.Context, t *testing.T, p *corev1.Pod) *corev1.Pod {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		_ = cs.CoreV1().Pods(p.Namespace).Delete(context.Background(), p.Name, metav1.DeleteOptions{GracePeriodSeconds: ptr(int64(0))})
-	})
 	return got
 }
 

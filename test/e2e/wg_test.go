@@ -113,7 +113,9 @@ func proveWG(ctx context.Context, t *testing.T) {
 		clientIP := fmt.Sprintf("10.99.%d.2", i+1)
 		pod := standinPod("wg-"+name, "wgserver", "--key="+hex.EncodeToString(server.priv[:]), "--peer="+hex.EncodeToString(client.pub[:]),
 			"--tunnel-ip="+serverIP, "--peer-ip="+clientIP, "--name="+name)
-		runPod(ctx, t, pod)
+		// The servers stay: a later step proves the clients reconnect after the
+		// gateway's rolling update.
+		startPod(ctx, t, pod)
 		svc := &corev1.Service{
 			ObjectMeta: metav1.ObjectMeta{Name: "wg-" + name, Namespace: ns,
 				Labels:      map[string]string{"trellis.dev/wg-gateway": "true"},
