@@ -15,15 +15,19 @@ package cluster
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
+	"math/big"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -247,6 +251,9 @@ func Up(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 		"--service-cluster-ip-range="+ServiceCIDR,
 		"--allow-privileged=true",
 		"--kubelet-preferred-address-types=InternalIP",
+		// logs, exec, port-forward: the kubelet accepts this client certificate.
+		"--kubelet-client-certificate="+cfg.path("pki", "apiserver-kubelet-client.crt"),
+		"--kubelet-client-key="+cfg.path("pki", "apiserver-kubelet-client.key"),
 		"--profiling=false", "--v=0"); err != nil {
 		return nil, err
 	}
@@ -554,6 +561,9 @@ func writeConfigs(cfg Config) error {
 	if err := os.WriteFile(cfg.path("pki", "sa.key"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
 		return err
 	}
+	if err := writeKubeletClientPKI(cfg); err != nil {
+		return err
+	}
 	var tokens strings.Builder
 	for _, id := range identities {
 		tok := randomHex(16)
@@ -617,6 +627,7 @@ healthzPort: 10248
 authentication:
   anonymous: {enabled: false}
   webhook: {enabled: true}
+  x509: {clientCAFile: %[6]s}
 authorization:
   mode: Webhook
 containerRuntimeEndpoint: unix://%[2]s
@@ -639,7 +650,8 @@ maxPods: 60
 syncFrequency: 10s
 fileCheckFrequency: 10s
 nodeStatusUpdateFrequency: 5s
-`, NodeIP, cfg.path("containerd", "containerd.sock"), PodCIDR, cfg.path("kubelet", "resolv.conf"), cfg.path("kubelet", "pod-logs")),
+`, NodeIP, cfg.path("containerd", "containerd.sock"), PodCIDR, cfg.path("kubelet", "resolv.conf"), cfg.path("kubelet", "pod-logs"),
+			cfg.path("pki", "kubelet-client-ca.crt")),
 		// No name server: pods have no DNS (no names leave the machine); the e2e
 		// uses Service IPs.
 		"kubelet/resolv.conf": "options ndots:1\n",
@@ -739,4 +751,57 @@ func nftTables() []string {
 		}
 	}
 	return ts
+}
+
+// writeKubeletClientPKI writes a CA the kubelet trusts for client certificates
+// and the API server's client certificate signed by it (system:masters), so that
+// the API server can reach the kubelet for logs, exec and port-forward (without
+// it, `kubectl logs` gets "You must be logged in to the server").
+func writeKubeletClientPKI(cfg Config) error {
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	caTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "trellis-e2e-kubelet-client-ca"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(365 * 24 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		return err
+	}
+	caCert, err := x509.ParseCertificate(caDER)
+	if err != nil {
+		return err
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(2),
+		Subject:      pkix.Name{CommonName: "kube-apiserver-kubelet-client", Organization: []string{"system:masters"}},
+		NotBefore:    now.Add(-time.Hour), NotAfter: now.Add(365 * 24 * time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, caKey)
+	if err != nil {
+		return err
+	}
+	kder, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return err
+	}
+	for name, b := range map[string]*pem.Block{
+		"kubelet-client-ca.crt":        {Type: "CERTIFICATE", Bytes: caDER},
+		"apiserver-kubelet-client.crt": {Type: "CERTIFICATE", Bytes: der},
+		"apiserver-kubelet-client.key": {Type: "EC PRIVATE KEY", Bytes: kder},
+	} {
+		if err := os.WriteFile(cfg.path("pki", name), pem.EncodeToMemory(b), 0o600); err != nil {
+			return err
+		}
+	}
+	return nil
 }

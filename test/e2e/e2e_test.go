@@ -172,6 +172,7 @@ func TestE2E(t *testing.T) {
 		dumpPods(ctx, t)
 		t.FailNow()
 	}
+	step(t, "cluster", "pod logs through the API server (kubectl logs: apiserver to kubelet)", func(t *testing.T) { proveAPILogs(ctx, t) })
 	wgOK := step(t, "wg-gateway", "wireguard-go clients outside reach their server pods via node port, routed by key", func(t *testing.T) { proveWG(ctx, t) })
 	step(t, "otel-shoot-scraper", "kubelet and cAdvisor metrics delivered to the OTLP receiver pod", func(t *testing.T) { proveOtel(ctx, t) })
 	step(t, "egress-reporter", "probe via STUN stand-in, published in kube-system/shoot-info", func(t *testing.T) { proveEgress(ctx, t) })

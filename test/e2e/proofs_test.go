@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/base64"
 	"fmt"
@@ -320,6 +321,29 @@ func proveMRSigner(ctx context.Context, t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// proveAPILogs reads a trellis pod's log through the API server, which asks the
+// kubelet with its client certificate (what `kubectl logs` and `exec` need).
+func proveAPILogs(ctx context.Context, t *testing.T) {
+	cs := env.cl.Client
+	pods, err := cs.CoreV1().Pods("garden").List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=wg-gateway"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pods.Items) == 0 {
+		t.Fatal("no wg-gateway pod")
+	}
+	p := pods.Items[0]
+	tail := int64(5)
+	b, err := cs.CoreV1().Pods(p.Namespace).GetLogs(p.Name, &corev1.PodLogOptions{TailLines: &tail}).DoRaw(ctx)
+	if err != nil {
+		t.Fatalf("logs of %s/%s through the API server: %v: %s", p.Namespace, p.Name, err, b)
+	}
+	if len(bytes.TrimSpace(b)) == 0 {
+		t.Fatalf("logs of %s/%s through the API server are empty", p.Namespace, p.Name)
+	}
+	t.Logf("%d bytes of %s/%s's log through the API server", len(b), p.Namespace, p.Name)
 }
 
 // proveKillRecovery SIGKILLs the main process of one pod of each DaemonSet and
