@@ -21,17 +21,39 @@ func proveSeed(ctx context.Context, t *testing.T, tag string) {
 	applyOverlay(ctx, t, "seed", tag)
 	waitWorkloadsReady(ctx, t, 4*time.Minute)
 	cs := env.cl.Client
+	// Right after a rollout the old leader may have released its Lease and no
+	// new pod taken it yet (seen in a run): wait until each Lease is held by a
+	// pod that runs now.
 	for _, ns := range []string{"trellis-mr-signer", "default"} {
-		leases, err := cs.CoordinationV1().Leases(ns).List(ctx, metav1.ListOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, l := range leases.Items {
-			if l.Spec.HolderIdentity == nil || *l.Spec.HolderIdentity == "" {
-				t.Errorf("Lease %s/%s has no holder", ns, l.Name)
-				continue
+		var held []string
+		err := poll(ctx, 90*time.Second, func() error {
+			held = held[:0]
+			leases, err := cs.CoordinationV1().Leases(ns).List(ctx, metav1.ListOptions{})
+			if err != nil {
+				return err
 			}
-			t.Logf("Lease %s/%s held by %s", ns, l.Name, *l.Spec.HolderIdentity)
+			if len(leases.Items) == 0 {
+				return fmt.Errorf("no Lease in %s", ns)
+			}
+			for _, l := range leases.Items {
+				if l.Spec.HolderIdentity == nil || *l.Spec.HolderIdentity == "" {
+					return fmt.Errorf("Lease %s/%s has no holder", ns, l.Name)
+				}
+				pod, _, _ := strings.Cut(*l.Spec.HolderIdentity, "_")
+				p, err := cs.CoreV1().Pods(ns).Get(ctx, pod, metav1.GetOptions{})
+				if err != nil || p.DeletionTimestamp != nil {
+					return fmt.Errorf("Lease %s/%s held by %s, not a running pod (%v)", ns, l.Name, *l.Spec.HolderIdentity, err)
+				}
+				held = append(held, fmt.Sprintf("Lease %s/%s held by %s", ns, l.Name, *l.Spec.HolderIdentity))
+			}
+			return nil
+		})
+		if err != nil {
+			t.Error(err)
+			continue
+		}
+		for _, h := range held {
+			t.Log(h)
 		}
 	}
 }
