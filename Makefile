@@ -136,9 +136,11 @@ $(TRELLIS_CACHE)/tools/prometheus-deb/usr/bin/promtool:
 	  dpkg-deb -x prometheus_*.deb prometheus-deb && rm -f prometheus_*.deb
 
 .PHONY: test
-test: check testenv tools monitoring ## All tests: gofmt, vet, unit and integration tests against a real kube-apiserver, alerting rules and dashboards.
+test: check testenv tools monitoring ## All tests: gofmt, vet, unit and integration tests against a real kube-apiserver, alerting rules and dashboards, then the e2e on a real single-node cluster (root on Linux).
 	TRELLIS_TESTENV_ASSETS="$$(scripts/testenv.sh --path)" TRELLIS_TESTENV_REQUIRED=true \
 	  TRELLIS_KUSTOMIZE=$(KUSTOMIZE) $(GO) test -count=1 -timeout $(TEST_TIMEOUT) $(TESTFLAGS) ./...
+	@# After the package tests, never beside them: the e2e cluster runs the same binaries.
+	@$(MAKE) --no-print-directory e2e
 
 .PHONY: bench
 bench: testenv ## Benchmarks; each reports its ratio against a baseline measured in the same run.
