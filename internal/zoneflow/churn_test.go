@@ -111,7 +111,7 @@ func TestChurnExactlyOnce(t *testing.T) {
 							continue
 						}
 						_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
-						if _, err := conn.Write(req); err == nil {
+						if _, err = conn.Write(req); err == nil {
 							_, err = io.ReadFull(conn, buf)
 						}
 						if err != nil {

@@ -562,20 +562,6 @@ func httpJSON(url string, v any) error {
 	return json.NewDecoder(resp.Body).Decode(v)
 }
 
-func httpText(url string) (string, error) {
-	c := &http.Client{Timeout: 3 * time.Second}
-	resp, err := c.Get(url)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("%s: %s", url, resp.Status)
-	}
-	return string(b), err
-}
-
 // prepareLandscape creates what Gardener would: egress-reporter's shoot
 // kubeconfig and token, shoot-info; mr-signer's keys, serving certificate and
 // the webhook's caBundle; gardenlet's ServiceAccount.
