@@ -18,6 +18,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/trellis-garden/trellis/internal/testenv"
+	"github.com/trellis-garden/trellis/internal/testutil"
 )
 
 func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }
@@ -197,17 +198,10 @@ func TestNodeInformersSeeOnlyTheirNode(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	testutil.Eventually(t, "the late pod on the own node in the cache", func() bool {
 		_, err := pods.Lister().Pods(ns).Get("late-on-" + mine)
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("late pod on own node never arrived")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return err == nil
+	})
 	// Events arrive in order per watch, and both pods were created before the
 	// second one arrived; the other node's pod must not be there.
 	if _, err := pods.Lister().Pods(ns).Get("late-on-" + other); err == nil {
