@@ -61,6 +61,8 @@ type Bootstrapper struct {
 	Period         time.Duration
 	Log            *slog.Logger
 	Now            func() time.Time
+
+	metrics *metrics // optional: the CA's expiry
 }
 
 // DNSNames are the names the API server uses for the Service.
@@ -233,6 +235,9 @@ func (b *Bootstrapper) ensureCA(ctx context.Context) (*webhook.KeyPair, []byte, 
 			return nil, nil, fmt.Errorf("update CA secret: %w", err)
 		}
 	}
+	if b.metrics != nil {
+		b.metrics.certExpiry.WithLabelValues(certCA).Set(float64(ca.Cert.NotAfter.Unix()))
+	}
 	return ca, bundle, nil
 }
 
@@ -338,7 +343,7 @@ func (b *Bootstrapper) ensureCABundle(ctx context.Context, bundle []byte) error 
 
 // watchServingSecret keeps store on the content of the named kubernetes.io/tls
 // Secret (watched by name), on every replica.
-func watchServingSecret(ctx context.Context, client kubernetes.Interface, namespace, name string, store *webhook.CertStore, log *slog.Logger) error {
+func watchServingSecret(ctx context.Context, client kubernetes.Interface, namespace, name string, store *webhook.CertStore, log *slog.Logger, m *metrics) error {
 	f := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithNamespace(namespace),
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
 			o.FieldSelector = fields.OneTermEqualSelector("metadata.name", name).String()
@@ -353,6 +358,7 @@ func watchServingSecret(ctx context.Context, client kubernetes.Interface, namesp
 			log.Error("serving certificate secret unusable, keeping the previous one", "secret", namespace+"/"+name, "err", err)
 			return
 		}
+		m.setCertExpiry(certServing, s.Data[corev1.TLSCertKey])
 		log.Info("serving certificate loaded", "secret", namespace+"/"+name, "resourceVersion", s.ResourceVersion)
 	}
 	if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{

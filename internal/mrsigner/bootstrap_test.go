@@ -174,6 +174,14 @@ func TestBootstrapFreshNamespace(t *testing.T) {
 	if _, err := served.Cert.Verify(x509.VerifyOptions{Roots: roots, DNSName: "mr-signer." + keysNS + ".svc"}); err != nil {
 		t.Fatalf("serving certificate does not verify for the Service: %v", err)
 	}
+	caCerts, err := webhook.CertificatesPEM(caPEM)
+	if err != nil || len(caCerts) == 0 {
+		t.Fatalf("CA bundle: %v", err)
+	}
+	poll(t, 30*time.Second, "certificate expiry metrics", func() bool {
+		m := d.metrics(t)
+		return certExpiry(m, "serving") == served.Cert.NotAfter.Unix() && certExpiry(m, "ca") == caCerts[0].NotAfter.Unix()
+	})
 
 	keys := secretsig.NewKeySet(newSignerPublic(priv))
 	trusted, mallory := clientFor(t, env, trustedUser), clientFor(t, env, untrustedUser)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"os"
 	"testing"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/trellis-garden/trellis/internal/testenv"
+	"github.com/trellis-garden/trellis/internal/webhook"
 )
 
 // TestServingCertificateReload: a renewed serving certificate (new files at the
@@ -39,9 +41,26 @@ func TestServingCertificateReload(t *testing.T) {
 	if err := handshake(first.CA); err != nil {
 		t.Fatal(err)
 	}
-	second := writeServingCert(t, dir) // a new CA and certificate at the same paths
+	expiry := func(f tlsFiles) int64 {
+		b, err := os.ReadFile(f.CertFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		certs, err := webhook.CertificatesPEM(b)
+		if err != nil || len(certs) != 1 {
+			t.Fatalf("%s: %v", f.CertFile, err)
+		}
+		return certs[0].NotAfter.Unix()
+	}
+	if got, want := certExpiry(d.metrics(t), "serving"), expiry(first); got != want {
+		t.Fatalf("serving certificate expiry %d, want %d", got, want)
+	}
+	second := writeServingCert(t, dir, 48*time.Hour) // a new CA and certificate at the same paths
 	poll(t, 30*time.Second, "the renewed certificate", func() bool { return handshake(second.CA) == nil })
 	if handshake(first.CA) == nil {
 		t.Fatal("the old certificate is still served")
+	}
+	if got, want := certExpiry(d.metrics(t), "serving"), expiry(second); got != want {
+		t.Fatalf("serving certificate expiry %d after the reload, want %d", got, want)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -83,7 +84,7 @@ func run(ctx context.Context, d *daemon.Daemon, o *Options) error {
 	if o.BootstrapKeys || o.BootstrapCerts {
 		b := &Bootstrapper{Client: client, Namespace: o.KeysNamespace, Certificates: o.BootstrapCerts,
 			CASecret: o.BootstrapCASecret, TLSSecret: o.TLSSecret, Service: o.BootstrapService, WebhookConfigs: o.BootstrapWebhookConfigs, ExtraNames: o.BootstrapExtraNames,
-			CertValidity: o.BootstrapCertValidity, CAValidity: o.BootstrapCAValidity, Period: o.BootstrapPeriod, Log: d.Logger}
+			CertValidity: o.BootstrapCertValidity, CAValidity: o.BootstrapCAValidity, Period: o.BootstrapPeriod, Log: d.Logger, metrics: m}
 		if o.BootstrapKeys {
 			b.SigningSecret, b.VerificationCM = o.SigningSecret, o.VerificationCM
 		}
@@ -96,6 +97,7 @@ func run(ctx context.Context, d *daemon.Daemon, o *Options) error {
 					m.leader.Set(1)
 				} else {
 					m.leader.Set(0)
+					m.certExpiry.DeleteLabelValues(certCA) // the next leader reports it
 				}
 			}, func(ctx context.Context) error { return runAll(ctx, leaderWork) })
 		})
@@ -106,7 +108,7 @@ func run(ctx context.Context, d *daemon.Daemon, o *Options) error {
 		if o.TLSSecret != "" {
 			store := &webhook.CertStore{}
 			d.Go("serving-certificate", func(ctx context.Context) error {
-				return watchServingSecret(ctx, client, o.KeysNamespace, o.TLSSecret, store, d.Logger)
+				return watchServingSecret(ctx, client, o.KeysNamespace, o.TLSSecret, store, d.Logger, m)
 			})
 			d.Ready.Add("serving-certificate", func(context.Context) error { return store.Ready() })
 			tlsConfig = store.TLSConfig()
@@ -115,11 +117,19 @@ func run(ctx context.Context, d *daemon.Daemon, o *Options) error {
 			if err != nil {
 				return err
 			}
+			// The reloader parsed the pair from these files just now; the expiry is read from the same file.
+			setServingExpiry := func() {
+				if b, err := os.ReadFile(o.CertFile); err == nil {
+					m.setCertExpiry(certServing, b)
+				}
+			}
+			setServingExpiry()
 			certs.OnReload = func(err error) {
 				if err != nil {
 					d.Logger.Error("serving certificate reload failed, keeping the previous one", "err", err)
 					return
 				}
+				setServingExpiry()
 				d.Logger.Info("serving certificate reloaded", "certFile", o.CertFile)
 			}
 			tlsConfig = certs.TLSConfig()

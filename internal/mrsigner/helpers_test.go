@@ -19,6 +19,8 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -104,8 +106,13 @@ type tlsFiles struct {
 	CertFile, KeyFile string
 }
 
-func writeServingCert(t testing.TB, dir string) tlsFiles {
+// writeServingCert writes a new CA and certificate into dir, valid for 24h or the given validity.
+func writeServingCert(t testing.TB, dir string, validity ...time.Duration) tlsFiles {
 	t.Helper()
+	notAfter := time.Now().Add(24 * time.Hour).Truncate(time.Second)
+	if len(validity) > 0 {
+		notAfter = time.Now().Add(validity[0]).Truncate(time.Second)
+	}
 	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "mr-signer-test-ca"}, IsCA: true, BasicConstraintsValid: true,
 		KeyUsage: x509.KeyUsageCertSign, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour)}
@@ -117,7 +124,7 @@ func writeServingCert(t testing.TB, dir string) tlsFiles {
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "mr-signer"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
 		DNSNames: []string{"localhost"}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, KeyUsage: x509.KeyUsageDigitalSignature,
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour)}
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: notAfter}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
 	if err != nil {
 		t.Fatal(err)
@@ -364,4 +371,18 @@ func writeFile(t testing.TB, path string, data []byte) {
 	if err := os.WriteFile(path, data, 0o600); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// certExpiry is the value of certificate_expiry_timestamp_seconds{certificate=which}
+// in a scrape, as Unix seconds (0 when absent).
+func certExpiry(scrape, which string) int64 {
+	m := regexp.MustCompile(`(?m)^trellis_mr_signer_certificate_expiry_timestamp_seconds\{certificate="` + which + `"\} (\S+)$`).FindStringSubmatch(scrape)
+	if m == nil {
+		return 0
+	}
+	v, err := strconv.ParseFloat(m[1], 64)
+	if err != nil {
+		return 0
+	}
+	return int64(v)
 }

@@ -2,6 +2,8 @@ package mrsigner
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/trellis-garden/trellis/internal/webhook"
 )
 
 // Actions in the admission_requests_total metric.
@@ -24,6 +26,7 @@ type metrics struct {
 	keyReloads      *prometheus.CounterVec
 	leader          prometheus.Gauge
 	reconcileErrors prometheus.Counter
+	certExpiry      *prometheus.GaugeVec
 }
 
 func newMetrics(namespace string) *metrics {
@@ -65,9 +68,30 @@ func newMetrics(namespace string) *metrics {
 			Namespace: namespace, Name: "reconcile_errors_total",
 			Help: "ManagedResource reconciles that failed (API errors) and were retried with backoff.",
 		}),
+		certExpiry: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "certificate_expiry_timestamp_seconds",
+			Help: "NotAfter (Unix seconds) by certificate: serving (the webhook certificate served now) and ca (the bootstrap CA, on the leader with --bootstrap.certificates).",
+		}, []string{"certificate"}),
 	}
 }
 
 func (m *metrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.admissions, m.admissionTime, m.verifications, m.quarantines, m.lifts, m.keys, m.keyReloads, m.leader, m.reconcileErrors}
+	return []prometheus.Collector{m.admissions, m.admissionTime, m.verifications, m.quarantines, m.lifts, m.keys, m.keyReloads, m.leader, m.reconcileErrors, m.certExpiry}
+}
+
+// Values of the certificate label of certificate_expiry_timestamp_seconds.
+const (
+	certServing = "serving"
+	certCA      = "ca"
+)
+
+// setCertExpiry records the NotAfter of the first certificate in certPEM; it
+// reports whether certPEM held one.
+func (m *metrics) setCertExpiry(which string, certPEM []byte) bool {
+	certs, err := webhook.CertificatesPEM(certPEM)
+	if err != nil || len(certs) == 0 {
+		return false
+	}
+	m.certExpiry.WithLabelValues(which).Set(float64(certs[0].NotAfter.Unix()))
+	return true
 }
