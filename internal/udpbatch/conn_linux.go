@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"sync"
 	"syscall"
@@ -62,8 +63,15 @@ func New(c *net.UDPConn, maxBatch int) (*Conn, error) {
 	}
 	cn := &Conn{uc: c, rc: rc, family: family}
 	cn.r.vectors = newVectors(maxBatch)
+	cn.r.ctrl = make([]byte, maxBatch*readCtrlSize)
 	cn.r.fn = cn.r.read
 	cn.w.vectors = newVectors(maxBatch)
+	cn.w.ctrl = make([]byte, maxBatch*writeCtrlSize)
+	for i := range maxBatch {
+		initSegmentCtrl(cn.w.ctrl[i*writeCtrlSize : (i+1)*writeCtrlSize])
+	}
+	cn.w.dgrams = make([]int, maxBatch)
+	cn.w.msg = make([]int, maxBatch)
 	cn.w.fn = cn.w.write
 	return cn, nil
 }
@@ -80,7 +88,10 @@ func (c *Conn) UDPConn() *net.UDPConn {
 func (c *Conn) ok() bool { return c != nil && c.rc != nil }
 
 // ReadBatch receives up to min(len(ms), maxBatch) datagrams into ms[i].Buf,
-// setting N, Addr and Truncated of each, and returns how many it received.
+// setting N, Addr, Truncated and Seg of each, and returns how many messages
+// it filled. With GRO on (EnableOffload) a message may hold several
+// datagrams of one sender (Seg > 0); buffers should then be MaxDatagram
+// bytes, or the kernel truncates the coalesced run.
 // It blocks (in the network poller, without spinning) until at least one
 // datagram is available, and then takes whatever else is queued without
 // waiting. Asynchronous socket errors (an ICMP "port unreachable" for an
@@ -100,12 +111,20 @@ func (c *Conn) ReadBatch(ms []Message) (int, error) {
 	defer c.rmu.Unlock()
 	r := &c.r
 	k := min(len(ms), len(r.hdrs))
+	gro := r.gro.Load()
 	for i := range k {
 		r.setBuf(i, ms[i].Buf, len(ms[i].Buf))
 		h := &r.hdrs[i]
 		h.Hdr.Namelen = unix.SizeofSockaddrAny
 		h.Hdr.Flags = 0
 		h.Len = 0
+		if gro {
+			h.Hdr.Control = &r.ctrl[i*readCtrlSize]
+			h.Hdr.SetControllen(readCtrlSize)
+		} else {
+			h.Hdr.Control = nil
+			h.Hdr.SetControllen(0)
+		}
 	}
 	r.cnt, r.n, r.errno = k, 0, 0
 	if err := c.rc.Read(r.fn); err != nil {
@@ -120,16 +139,32 @@ func (c *Conn) ReadBatch(ms []Message) (int, error) {
 		m.N = min(int(h.Len), len(m.Buf))
 		m.Truncated = h.Hdr.Flags&unix.MSG_TRUNC != 0
 		m.Addr = decodeSockaddr(&r.names[i], h.Hdr.Namelen, &r.zones)
+		m.Seg = 0
+		if gro && h.Hdr.Controllen > 0 {
+			cl := min(int(h.Hdr.Controllen), readCtrlSize)
+			if seg := groSize(r.ctrl[i*readCtrlSize : i*readCtrlSize+cl]); seg > 0 && seg < m.N {
+				m.Seg = seg
+				r.groBuffers.Add(1)
+				r.groDatagrams.Add(uint64(m.Datagrams()))
+			}
+		}
 	}
 	return r.n, nil
 }
 
 // WriteBatch sends ms[i].Buf[:ms[i].N] to ms[i].Addr for every message, in
-// order, maxBatch messages per system call, and returns how many the kernel
-// accepted. A zero Addr sends to the connected peer.
+// order, maxBatch messages per system call, and returns how many datagrams
+// the kernel accepted. A zero Addr sends to the connected peer.
+//
+// A message with Seg set (see Message) is sent with UDP_SEGMENT, at most
+// MaxSegments datagrams per system call message, when GSO is on
+// (EnableOffload), and as separate datagrams otherwise. A segmented message
+// the kernel refuses (EIO when the device cannot checksum, EINVAL or
+// EMSGSIZE) is sent again as separate datagrams and counted in
+// Stats.GSOResent; after EIO the Conn turns GSO off.
 //
 // It loops over partial sendmmsg results and waits in the network poller when
-// the send buffer is full. A message rejected on its own - an ICMP-reported
+// the send buffer is full. A datagram rejected on its own - an ICMP-reported
 // error such as ECONNREFUSED or EHOSTUNREACH, EMSGSIZE, an IPv6 destination on
 // an IPv4 socket, N outside [0, len(Buf)], no destination on an unconnected
 // socket - is skipped and counted in Stats, and the remaining messages are
@@ -144,19 +179,44 @@ func (c *Conn) WriteBatch(ms []Message) (int, error) {
 	defer c.wmu.Unlock()
 	w := &c.w
 	sent := 0
-	for i := 0; i < len(ms); {
+	// The next datagram to prepare is at byte off of ms[i]; split is the
+	// message that must go out as separate datagrams although GSO is on.
+	i, off, split := 0, 0, -1
+	for i < len(ms) {
+		gso := w.gso.Load()
 		k := 0
-		for ; i < len(ms) && k < len(w.hdrs); i++ {
-			if e := c.prepare(k, &ms[i]); e != 0 {
-				w.drop(e)
+		for i < len(ms) && k < len(w.hdrs) {
+			m := &ms[i]
+			if m.N < 0 || m.N > len(m.Buf) {
+				w.drop(unix.EINVAL, 1)
+				i, off = i+1, 0
 				continue
 			}
-			k++
+			seg := m.N - off // one datagram
+			if m.Seg > 0 && m.Seg < m.N {
+				seg = m.Seg
+			}
+			// The datagrams of this header: one, or a run of up to
+			// MaxSegments segments.
+			n := seg
+			if gso && i != split {
+				n = min(m.N-off, seg*max(1, min(MaxSegments, maxGSOBytes/seg)))
+			}
+			n = min(n, m.N-off)
+			if e := c.prepare(k, m.Addr, m.Buf[off:off+n], seg); e != 0 {
+				w.drop(e, max(1, (n+seg-1)/max(seg, 1)))
+			} else {
+				w.msg[k] = i
+				k++
+			}
+			if off += n; off >= m.N {
+				i, off = i+1, 0
+			}
 		}
 		if k == 0 {
 			continue
 		}
-		w.cnt, w.off, w.sent, w.errno = k, 0, 0, 0
+		w.cnt, w.off, w.sent, w.errno, w.refused = k, 0, 0, 0, -1
 		err := c.rc.Write(w.fn)
 		sent += w.sent
 		if err != nil {
@@ -165,19 +225,27 @@ func (c *Conn) WriteBatch(ms []Message) (int, error) {
 		if w.errno != 0 {
 			return sent, c.opError("sendmmsg", w.errno)
 		}
+		if r := w.refused; r >= 0 {
+			// Send the refused header's message again from the refused
+			// header's first byte, as separate datagrams.
+			w.gsoResent.Add(1)
+			if w.refusedE == unix.EIO {
+				w.gso.Store(false)
+			}
+			i, split = w.msg[r], w.msg[r]
+			off = int(uintptr(unsafe.Pointer(w.iovs[r].Base)) - uintptr(unsafe.Pointer(unsafe.SliceData(ms[i].Buf))))
+		}
 	}
 	return sent, nil
 }
 
-// prepare fills header k of the writer for m.
-func (c *Conn) prepare(k int, m *Message) unix.Errno {
-	if m.N < 0 || m.N > len(m.Buf) {
-		return unix.EINVAL
-	}
+// prepare fills header k of the writer for the datagrams in b to addr, each
+// seg bytes long but the last.
+func (c *Conn) prepare(k int, addr netip.AddrPort, b []byte, seg int) unix.Errno {
 	w := &c.w
 	h := &w.hdrs[k].Hdr
-	if m.Addr.Addr().IsValid() {
-		n, e := encodeSockaddr(&w.names[k], c.family, m.Addr)
+	if addr.Addr().IsValid() {
+		n, e := encodeSockaddr(&w.names[k], c.family, addr)
 		if e != 0 {
 			return e
 		}
@@ -188,7 +256,18 @@ func (c *Conn) prepare(k int, m *Message) unix.Errno {
 		h.Namelen = 0
 	}
 	h.Flags = 0
-	w.setBuf(k, m.Buf, m.N)
+	w.setBuf(k, b, len(b))
+	w.dgrams[k] = 1
+	if len(b) > seg {
+		w.dgrams[k] = (len(b) + seg - 1) / seg
+		ctrl := w.ctrl[k*writeCtrlSize : (k+1)*writeCtrlSize]
+		setSegmentSize(ctrl, uint16(seg))
+		h.Control = &ctrl[0]
+		h.SetControllen(writeCtrlSize)
+	} else {
+		h.Control = nil
+		h.SetControllen(0)
+	}
 	return 0
 }
 
@@ -200,6 +279,11 @@ func (c *Conn) Stats() Stats {
 	s := Stats{
 		WriteDropped:    c.w.dropped.Load(),
 		ReadAsyncErrors: c.r.async.Load(),
+		GROBuffers:      c.r.groBuffers.Load(),
+		GRODatagrams:    c.r.groDatagrams.Load(),
+		GSOMessages:     c.w.gsoMessages.Load(),
+		GSODatagrams:    c.w.gsoDatagrams.Load(),
+		GSOResent:       c.w.gsoResent.Load(),
 	}
 	if e := c.w.lastDrop.Load(); e != 0 {
 		s.LastWriteDropErr = syscall.Errno(e)

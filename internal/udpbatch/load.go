@@ -33,6 +33,11 @@ type LoadConfig struct {
 	// their packets (e.g. a WireGuard transport header); the warm-up marker
 	// follows it. Size is raised to fit it.
 	Header []byte
+	// Segments > 1 sends runs of that many datagrams per message (Message.Seg,
+	// at most MaxSegments), as wireguard-go does with UDP_SEGMENT; the source
+	// Conn sends them with one system call each if its GSO is on. Batch then
+	// counts messages, not datagrams.
+	Segments int
 }
 
 // Load sends datagrams from a source Conn to the input of a relay under test
@@ -83,14 +88,26 @@ func NewLoad(src, sink *Conn, to netip.AddrPort, cfg LoadConfig) (*Load, error) 
 	copy(payload, cfg.Header)
 	l.mark = len(cfg.Header)
 	payload[l.mark] = markMeasured
+	cfg.Segments = min(max(cfg.Segments, 1), MaxSegments)
+	run := payload
+	if cfg.Segments > 1 {
+		run = make([]byte, 0, cfg.Size*cfg.Segments)
+		for range cfg.Segments {
+			run = append(run, payload...)
+		}
+	}
+	l.cfg = cfg
 	l.out = make([]Message, cfg.Batch)
 	for i := range l.out {
-		l.out[i] = Message{Buf: payload, N: cfg.Size, Addr: to}
+		l.out[i] = Message{Buf: run, N: len(run), Addr: to}
+		if cfg.Segments > 1 {
+			l.out[i].Seg = cfg.Size
+		}
 	}
 	warm := append([]byte(nil), payload...)
 	warm[l.mark] = markWarmup
 	l.warm = []Message{{Buf: warm, N: cfg.Size, Addr: to}}
-	l.in = NewMessages(cfg.Batch, max(cfg.Size, 2048))
+	l.in = NewMessages(cfg.Batch, MaxDatagram) // the sink may read with GRO
 	return l, nil
 }
 
@@ -152,14 +169,19 @@ func (l *Load) Run(ctx context.Context, packets int) (LoadResult, error) {
 // accepted.
 func (l *Load) blast(ctx context.Context, packets int) (int, error) {
 	sent := 0
+	per := l.cfg.Segments
 	for left := packets; left > 0; {
 		if err := ctx.Err(); err != nil {
 			return sent, err
 		}
-		k := min(left, len(l.out))
+		k := 0
+		for ; k < len(l.out) && left > 0; k++ {
+			d := min(left, per)
+			l.out[k].N = d * l.cfg.Size
+			left -= d
+		}
 		n, err := l.src.WriteBatch(l.out[:k])
 		sent += n
-		left -= k
 		if err != nil {
 			return sent, err
 		}
@@ -200,9 +222,11 @@ func (l *Load) drain(want int, sending *atomic.Bool) drainResult {
 		got := 0
 		for i := range l.in[:n] {
 			m := &l.in[i]
-			if m.N > l.mark && m.Buf[l.mark] == markMeasured {
-				got++
-				d.bytes += int64(m.N)
+			for j := range m.Datagrams() {
+				if b := m.Segment(j); len(b) > l.mark && b[l.mark] == markMeasured {
+					got++
+					d.bytes += int64(len(b))
+				}
 			}
 		}
 		if got > 0 {

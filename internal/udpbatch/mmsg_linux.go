@@ -48,12 +48,16 @@ func (v *vectors) setBuf(i int, b []byte, n int) {
 // syscall.RawConn.Read does not allocate.
 type reader struct {
 	vectors
+	ctrl  []byte     // readCtrlSize bytes of control messages per header
 	cnt   int        // messages offered to the kernel
 	n     int        // messages received
 	errno unix.Errno // hard error of the last call
 	zones zoneCache
 	fn    func(fd uintptr) bool
 	async atomic.Uint64 // asynchronous errors consumed
+	gro   atomic.Bool   // UDP_GRO is on: read control messages
+
+	groBuffers, groDatagrams atomic.Uint64
 }
 
 // read is the syscall.RawConn.Read callback: it returns false to wait for
@@ -88,13 +92,21 @@ func (r *reader) read(fd uintptr) bool {
 // syscall.RawConn.Write does not allocate.
 type writer struct {
 	vectors
-	cnt      int        // messages prepared in hdrs
-	off      int        // first message not yet handled
-	sent     int        // messages the kernel accepted
+	ctrl     []byte     // a UDP_SEGMENT control message (writeCtrlSize bytes) per header
+	dgrams   []int      // datagrams header i carries
+	msg      []int      // index of the Message header i was made from
+	cnt      int        // headers prepared in hdrs
+	off      int        // first header not yet handled
+	sent     int        // datagrams the kernel accepted
 	errno    unix.Errno // hard error of the last call
+	refused  int        // header of a segmented message the kernel refused, or -1
+	refusedE unix.Errno // and why
 	fn       func(fd uintptr) bool
 	dropped  atomic.Uint64
 	lastDrop atomic.Uintptr
+	gso      atomic.Bool // send segmented messages with UDP_SEGMENT
+
+	gsoMessages, gsoDatagrams, gsoResent atomic.Uint64
 }
 
 // write is the syscall.RawConn.Write callback: it returns false to wait for
@@ -106,8 +118,14 @@ func (w *writer) write(fd uintptr) bool {
 			uintptr(unsafe.Pointer(&w.hdrs[w.off])), uintptr(w.cnt-w.off), 0, 0, 0)
 		switch {
 		case e == 0 && n > 0:
+			for _, d := range w.dgrams[w.off : w.off+int(n)] {
+				w.sent += d
+				if d > 1 {
+					w.gsoMessages.Add(1)
+					w.gsoDatagrams.Add(uint64(d))
+				}
+			}
 			w.off += int(n)
-			w.sent += int(n)
 		case e == 0:
 			// sendmmsg never returns 0 for a non-empty vector; do not spin.
 			w.errno = unix.EIO
@@ -115,8 +133,13 @@ func (w *writer) write(fd uintptr) bool {
 		case e == unix.EINTR:
 		case e == unix.EAGAIN:
 			return false
+		case w.dgrams[w.off] > 1 && (e == unix.EIO || e == unix.EINVAL || e == unix.EMSGSIZE):
+			// A segmented message the kernel will not segment: the
+			// caller sends it again as separate datagrams.
+			w.refused, w.refusedE = w.off, e
+			return true
 		case perMessageError(e):
-			w.drop(e)
+			w.drop(e, w.dgrams[w.off])
 			w.off++
 		default:
 			w.errno = e
@@ -126,9 +149,9 @@ func (w *writer) write(fd uintptr) bool {
 	return true
 }
 
-// drop counts a skipped message.
-func (w *writer) drop(e unix.Errno) {
-	w.dropped.Add(1)
+// drop counts n skipped datagrams.
+func (w *writer) drop(e unix.Errno, n int) {
+	w.dropped.Add(uint64(n))
 	w.lastDrop.Store(uintptr(e))
 }
 

@@ -32,6 +32,12 @@ func (c *Conn) ReadBatch(ms []Message) (int, error) { return 0, errUnsupported }
 // WriteBatch returns an error wrapping errors.ErrUnsupported on this system.
 func (c *Conn) WriteBatch(ms []Message) (int, error) { return 0, errUnsupported }
 
+// EnableOffload turns nothing on on this system.
+func (c *Conn) EnableOffload(gro, gso bool) (Offload, error) { return Offload{}, errUnsupported }
+
+// Offload reports no offloads on this system.
+func (c *Conn) Offload() Offload { return Offload{} }
+
 // Stats returns zero counters on this system.
 func (c *Conn) Stats() Stats { return Stats{} }
 
