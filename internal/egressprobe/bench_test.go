@@ -9,7 +9,7 @@ import (
 	"github.com/trellis-garden/trellis/internal/egressprobe/probetest"
 )
 
-// BenchmarkSTUN is one whole probe on loopback: socket, pion client, Binding
+// BenchmarkSTUN is one whole probe on loopback: socket, Binding request,
 // transaction, parse, close.
 func BenchmarkSTUN(b *testing.B) {
 	srv := probetest.NewSTUNServer(b, "udp4")

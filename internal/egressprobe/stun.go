@@ -2,14 +2,13 @@ package egressprobe
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
-	"sync/atomic"
+	"os"
 	"time"
-
-	"github.com/pion/stun/v3"
 )
 
 // DefaultRTO is the first STUN retransmission timeout: RFC 8489 recommends at
@@ -17,10 +16,15 @@ import (
 // the path to a nearby server is fast; retransmissions double it.
 const DefaultRTO = 250 * time.Millisecond
 
+// stunAttempts is how many times a request is sent (RFC 8489 §6.2.1: Rc = 7).
+const stunAttempts = 7
+
 // STUN sends a Binding request (with FINGERPRINT) to server (host:port) over the
-// family's UDP with pion/stun's client, which retransmits with doubling RTO, and
-// returns the reflexive transport address the server saw. ctx bounds the whole
-// transaction.
+// family's UDP, retransmitting it with a doubling RTO, and returns the reflexive
+// transport address the server saw. ctx bounds the whole transaction. Answers to
+// other transactions are ignored; datagrams that are no STUN message at all are
+// counted, so that a server answering only garbage fails as invalid, not as
+// silent.
 func STUN(ctx context.Context, family Family, server string, rto time.Duration) (netip.Addr, error) {
 	if rto <= 0 {
 		rto = DefaultRTO
@@ -29,66 +33,60 @@ func STUN(ctx context.Context, family Family, server string, rto time.Duration) 
 	if err != nil {
 		return netip.Addr{}, err
 	}
-	// The client owns conn from here and closes it.
-	watched := &garbageCounter{Conn: conn}
-	client, err := stun.NewClient(watched, stun.WithRTO(rto))
-	if err != nil {
-		conn.Close()
-		return netip.Addr{}, err
-	}
-	defer client.Close()
-	req, err := stun.Build(stun.TransactionID, stun.BindingRequest, stun.Fingerprint)
-	if err != nil {
-		return netip.Addr{}, err
-	}
-	type reply struct {
-		addr netip.Addr
-		err  error
-	}
-	done := make(chan reply, 1)
-	err = client.Start(req, func(e stun.Event) {
-		if e.Error != nil {
-			done <- reply{err: e.Error}
-			return
+	defer conn.Close()
+	// Cancelling ctx unblocks a pending Read.
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetReadDeadline(time.Unix(1, 0)) })
+	defer stop()
+
+	var tx [TransactionIDSize]byte
+	_, _ = rand.Read(tx[:]) // never fails (crypto/rand)
+	req := appendBindingRequest(make([]byte, 0, 28), tx)
+	buf := make([]byte, 1500)
+	garbage := 0
+	wait := rto
+	for range stunAttempts {
+		if ctx.Err() != nil {
+			break
 		}
-		// e.Message is reused by the client after the handler returns.
-		addr, err := ParseBindingResponse(e.Message.Raw, req.TransactionID)
-		done <- reply{addr: addr, err: err}
-	})
-	if err != nil {
-		return netip.Addr{}, err
-	}
-	select {
-	case r := <-done:
-		if errors.Is(r.err, stun.ErrTransactionTimeOut) {
-			return netip.Addr{}, watched.timeout(context.DeadlineExceeded)
+		if _, err := conn.Write(req); err != nil {
+			return netip.Addr{}, err
 		}
-		return r.addr, r.err
-	case <-ctx.Done():
-		return netip.Addr{}, watched.timeout(ctx.Err())
+		deadline := time.Now().Add(wait)
+		if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+			deadline = d
+		}
+		if err := conn.SetReadDeadline(deadline); err != nil {
+			return netip.Addr{}, err
+		}
+		if ctx.Err() != nil { // the AfterFunc's deadline may have been replaced just now
+			break
+		}
+		for {
+			n, err := conn.Read(buf)
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				break // retransmit, or ctx is done
+			}
+			if err != nil {
+				return netip.Addr{}, err // e.g. ECONNREFUSED from an ICMP port unreachable
+			}
+			msg := buf[:n]
+			if !isSTUN(msg) {
+				garbage++
+				continue
+			}
+			if [TransactionIDSize]byte(msg[8:20]) != tx {
+				continue // a late answer to someone else
+			}
+			return ParseBindingResponse(msg, tx)
+		}
+		wait *= 2
 	}
-}
-
-// garbageCounter counts datagrams that are no STUN message at all: pion's client
-// drops them silently, so without this a server answering garbage would look
-// like one that does not answer.
-type garbageCounter struct {
-	net.Conn
-	garbage atomic.Int64
-}
-
-func (g *garbageCounter) Read(b []byte) (int, error) {
-	n, err := g.Conn.Read(b)
-	if err == nil && !stun.IsMessage(b[:n]) {
-		g.garbage.Add(1)
+	cause := ctx.Err()
+	if cause == nil {
+		cause = context.DeadlineExceeded
 	}
-	return n, err
-}
-
-// timeout is the error when no usable answer came in time.
-func (g *garbageCounter) timeout(cause error) error {
-	if n := g.garbage.Load(); n > 0 {
-		return fmt.Errorf("%w: %d datagrams that are not STUN messages, no valid answer (%v)", errInvalid, n, cause)
+	if garbage > 0 {
+		return netip.Addr{}, fmt.Errorf("%w: %d datagrams that are not STUN messages, no valid answer (%v)", errInvalid, garbage, cause)
 	}
-	return fmt.Errorf("stun: no answer: %w", cause)
+	return netip.Addr{}, fmt.Errorf("stun: no answer: %w", cause)
 }
