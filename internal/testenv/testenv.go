@@ -32,6 +32,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -218,6 +219,13 @@ func start(ctx context.Context, assets string) (_ *Env, err error) {
 
 // launch starts a binary with its output in a log file under Dir. The child gets
 // SIGKILL if the test process dies, so nothing is left running.
+//
+// Linux sends Pdeathsig when the parent *thread* ends, and Go ends an OS thread
+// when a goroutine that locked it returns (netnstest does that to enter network
+// namespaces; zone-flow-tracer's tests share a process with this API server). A
+// child forked from such a thread was killed in the middle of a test run
+// ("connection refused"). So the child is started from a goroutine that keeps its
+// thread locked until the child has exited: its parent thread outlives it.
 func (e *Env) launch(bin, logName string, args ...string) (*exec.Cmd, error) {
 	logFile, err := os.Create(filepath.Join(e.Dir, logName))
 	if err != nil {
@@ -226,13 +234,24 @@ func (e *Env) launch(bin, logName string, args ...string) (*exec.Cmd, error) {
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	ch := make(chan error, 1)
+	started := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		if err := cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
+		ch <- cmd.Wait()
+		logFile.Close()
+	}()
+	if err := <-started; err != nil {
 		logFile.Close()
 		return nil, fmt.Errorf("testenv: start %s: %w", bin, err)
 	}
-	ch := make(chan error, 1)
 	e.waitErr[cmd] = ch
-	go func() { ch <- cmd.Wait(); logFile.Close() }()
 	return cmd, nil
 }
 
