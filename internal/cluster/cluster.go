@@ -433,7 +433,12 @@ func startProcess(cfg Config, name, bin string, args ...string) error {
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start %s: %w", name, err)
 	}
-	if err := os.WriteFile(cfg.path("pids", name), []byte(strconv.Itoa(cmd.Process.Pid)), 0o644); err != nil {
+	rec := pidRecord{pid: cmd.Process.Pid}
+	// The start time makes the record name this process only (pids are reused).
+	if st, _, err := procStart(rec.pid); err == nil {
+		rec.start = st
+	}
+	if err := os.WriteFile(cfg.path("pids", name), []byte(rec.String()), 0o644); err != nil {
 		return err
 	}
 	go func() { _ = cmd.Wait() }() // reap it while this process lives

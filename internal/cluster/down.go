@@ -102,55 +102,115 @@ func fileExists(p string) bool {
 	return err == nil
 }
 
-// stopComponent sends SIGTERM to a recorded component (only if the pid still
-// runs that binary), waits up to 15s, then SIGKILL.
+// stopComponent sends SIGTERM to a recorded component, waits up to 15s, then
+// SIGKILL. Only a process this cluster started is signalled (ownProcess): the
+// tests on this machine run the same kube-apiserver and etcd binaries, and a
+// recorded pid may belong to one of them by now.
 func stopComponent(cfg Config, name string) error {
 	pidFile := cfg.path("pids", name)
 	b, err := os.ReadFile(pidFile)
 	if err != nil {
 		return nil
 	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil || pid <= 1 {
+	rec, ok := parsePidRecord(string(b))
+	if !ok {
 		return os.Remove(pidFile)
 	}
-	if !processIs(pid, name) {
+	is := func() bool { return ownProcess(cfg, rec, name) }
+	if !is() {
 		return os.Remove(pidFile)
 	}
-	_ = syscall.Kill(pid, syscall.SIGTERM)
+	_ = syscall.Kill(rec.pid, syscall.SIGTERM)
 	deadline := time.Now().Add(15 * time.Second)
-	for processIs(pid, name) && time.Now().Before(deadline) {
+	for is() && time.Now().Before(deadline) {
 		time.Sleep(100 * time.Millisecond)
 	}
-	if processIs(pid, name) {
-		cfg.logf("%s (pid %d) ignored SIGTERM for 15s: SIGKILL", name, pid)
-		_ = syscall.Kill(pid, syscall.SIGKILL)
+	if is() {
+		cfg.logf("%s (pid %d) ignored SIGTERM for 15s: SIGKILL", name, rec.pid)
+		_ = syscall.Kill(rec.pid, syscall.SIGKILL)
 		deadline = time.Now().Add(5 * time.Second)
-		for processIs(pid, name) && time.Now().Before(deadline) {
+		for is() && time.Now().Before(deadline) {
 			time.Sleep(100 * time.Millisecond)
 		}
-		if processIs(pid, name) {
-			return fmt.Errorf("%s (pid %d) does not stop", name, pid)
+		if is() {
+			return fmt.Errorf("%s (pid %d) does not stop", name, rec.pid)
 		}
 	}
 	return os.Remove(pidFile)
 }
 
-// processIs reports whether pid runs (not a zombie) a program whose name is name.
-func processIs(pid int, name string) bool {
+// pidRecord is what startProcess writes to pids/<name>: the pid and the
+// process's start time (clock ticks since boot, /proc/<pid>/stat field 22),
+// which together name one process even after the pid is reused.
+type pidRecord struct {
+	pid   int
+	start uint64 // 0: not recorded (a pid file of an older version)
+}
+
+func (r pidRecord) String() string { return fmt.Sprintf("%d %d\n", r.pid, r.start) }
+
+func parsePidRecord(s string) (pidRecord, bool) {
+	f := strings.Fields(s)
+	if len(f) == 0 || len(f) > 2 {
+		return pidRecord{}, false
+	}
+	pid, err := strconv.Atoi(f[0])
+	if err != nil || pid <= 1 {
+		return pidRecord{}, false
+	}
+	r := pidRecord{pid: pid}
+	if len(f) == 2 {
+		if r.start, err = strconv.ParseUint(f[1], 10, 64); err != nil {
+			return pidRecord{}, false
+		}
+	}
+	return r, true
+}
+
+// procStart returns the start time of pid (clock ticks since boot) and whether
+// it is a zombie.
+func procStart(pid int) (start uint64, zombie bool, err error) {
 	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
+		return 0, false, err
+	}
+	i := strings.LastIndexByte(string(stat), ')')
+	if i < 0 {
+		return 0, false, fmt.Errorf("pid %d: malformed stat", pid)
+	}
+	f := strings.Fields(string(stat[i+1:])) // f[0] is field 3 (state)
+	if len(f) < 20 {
+		return 0, false, fmt.Errorf("pid %d: short stat", pid)
+	}
+	start, err = strconv.ParseUint(f[19], 10, 64)
+	return start, f[0] == "Z", err
+}
+
+// ownProcess reports whether rec is still the running (not zombie) component
+// name that this cluster started: the same start time as recorded, a program
+// named name, and this cluster's state folder on its command line (every
+// component gets a path under it). A process of the same binary started by
+// someone else (a test's kube-apiserver or etcd) never matches, also not when
+// it got a recorded pid.
+func ownProcess(cfg Config, rec pidRecord, name string) bool {
+	start, zombie, err := procStart(rec.pid)
+	if err != nil || zombie || (rec.start != 0 && start != rec.start) {
 		return false
 	}
-	if i := strings.LastIndexByte(string(stat), ')'); i > 0 && i+2 < len(stat) && stat[i+2] == 'Z' {
-		return false
-	}
-	cmd, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
+	cmd, err := os.ReadFile("/proc/" + strconv.Itoa(rec.pid) + "/cmdline")
 	if err != nil {
 		return false
 	}
-	arg0, _, _ := strings.Cut(string(cmd), "\x00")
-	return filepath.Base(arg0) == name
+	args := strings.Split(strings.TrimRight(string(cmd), "\x00"), "\x00")
+	if filepath.Base(args[0]) != name {
+		return false
+	}
+	for _, a := range args[1:] {
+		if strings.Contains(a, cfg.StateDir+"/") {
+			return true
+		}
+	}
+	return false
 }
 
 // cgroupDirs lists the folders of a cgroup named top in every mounted hierarchy.
