@@ -9,6 +9,8 @@
 #
 # Environment: TRELLIS_CACHE (default ${XDG_CACHE_HOME:-$HOME/.cache}/trellis).
 set -euo pipefail
+# shellcheck source=scripts/lib/wrapper.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/wrapper.sh"
 
 K8S_VERSION=${K8S_VERSION:-v1.37.2}
 STAGING_VERSION=${STAGING_VERSION:-v0.37.2}
@@ -40,40 +42,14 @@ trap 'rm -rf "$work"' EXIT
 
 export GOWORK=off GOFLAGS=-mod=mod CGO_ENABLED=0
 
-# Same wrapper as scripts/testenv.sh: k8s.io/kubernetes requires its staging modules at
-# v0.0.0 with replaces to ./staging; replace each with its published version.
-k8s_mod=$(cd "$work" && go mod download -json "k8s.io/kubernetes@$K8S_VERSION" | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",*$/\1/p')
-[ -f "$k8s_mod" ] || { log "cannot locate go.mod of k8s.io/kubernetes@$K8S_VERSION"; exit 1; }
-staging=$(grep -E '^[[:space:]]*k8s\.io/[a-z0-9-]+ v0\.0\.0([[:space:]]|$)' "$k8s_mod" | awk '{print $1}' | sort -u)
-[ -n "$staging" ] || { log "no staging modules found in $k8s_mod"; exit 1; }
-
-{
-  echo "module trellis.local/clusterbins-build"
-  echo
-  echo "go 1.26"
-  echo
-  echo "require k8s.io/kubernetes $K8S_VERSION"
-  echo
-  for m in $staging; do echo "replace $m => $m $STAGING_VERSION"; done
-} >"$work/go.mod"
-cat >"$work/tools.go" <<'GO'
-//go:build tools
-
-package tools
-
-import (
-	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
-	_ "k8s.io/kubernetes/cmd/kube-proxy"
-	_ "k8s.io/kubernetes/cmd/kube-scheduler"
-	_ "k8s.io/kubernetes/cmd/kubelet"
-)
-GO
-
+k8s_wrapper_write "$work" trellis.local/clusterbins-build "k8s.io/kubernetes $K8S_VERSION" -- \
+  k8s.io/kubernetes/cmd/kube-controller-manager \
+  k8s.io/kubernetes/cmd/kube-proxy \
+  k8s.io/kubernetes/cmd/kube-scheduler \
+  k8s.io/kubernetes/cmd/kubelet
+k8s_wrapper_tidy "$work"
 cd "$work"
-go mod tidy -e >/dev/null 2>"$work/tidy.log" || { cat "$work/tidy.log" >&2; exit 1; }
-
-minor=${K8S_VERSION#v1.}; minor=${minor%%.*}
-ldflags="-s -w -X k8s.io/component-base/version.gitVersion=$K8S_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor -X k8s.io/component-base/version.gitTreeState=clean"
+ldflags=$(k8s_ldflags)
 for b in $missing; do
   go build -trimpath -ldflags "$ldflags" -o "$work/$b" "k8s.io/kubernetes/cmd/$b"
 done

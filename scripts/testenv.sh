@@ -8,6 +8,8 @@
 #
 # Environment: TRELLIS_CACHE (default ${XDG_CACHE_HOME:-$HOME/.cache}/trellis).
 set -euo pipefail
+# shellcheck source=scripts/lib/wrapper.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/wrapper.sh"
 
 K8S_VERSION=${K8S_VERSION:-v1.37.2}
 STAGING_VERSION=${STAGING_VERSION:-v0.37.2}
@@ -36,41 +38,12 @@ trap 'rm -rf "$work"' EXIT
 
 export GOWORK=off GOFLAGS=-mod=mod CGO_ENABLED=0
 
-# k8s.io/kubernetes requires its staging modules at v0.0.0 with replace directives to
-# ./staging; a wrapper module must replace each with its published version.
-k8s_mod=$(cd "$work" && go mod download -json "k8s.io/kubernetes@$K8S_VERSION" | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",*$/\1/p')
-[ -f "$k8s_mod" ] || { log "cannot locate go.mod of k8s.io/kubernetes@$K8S_VERSION"; exit 1; }
-staging=$(grep -E '^[[:space:]]*k8s\.io/[a-z0-9-]+ v0\.0\.0([[:space:]]|$)' "$k8s_mod" | awk '{print $1}' | sort -u)
-[ -n "$staging" ] || { log "no staging modules found in $k8s_mod"; exit 1; }
-
-{
-  echo "module trellis.local/testenv-build"
-  echo
-  echo "go 1.26"
-  echo
-  echo "require ("
-  echo "	k8s.io/kubernetes $K8S_VERSION"
-  echo "	go.etcd.io/etcd/server/v3 $ETCD_VERSION"
-  echo ")"
-  echo
-  for m in $staging; do echo "replace $m => $m $STAGING_VERSION"; done
-} >"$work/go.mod"
-cat >"$work/tools.go" <<'GO'
-//go:build tools
-
-package tools
-
-import (
-	_ "go.etcd.io/etcd/server/v3"
-	_ "k8s.io/kubernetes/cmd/kube-apiserver"
-)
-GO
-
+k8s_wrapper_write "$work" trellis.local/testenv-build "k8s.io/kubernetes $K8S_VERSION" "go.etcd.io/etcd/server/v3 $ETCD_VERSION" -- \
+  go.etcd.io/etcd/server/v3 \
+  k8s.io/kubernetes/cmd/kube-apiserver
+k8s_wrapper_tidy "$work"
 cd "$work"
-go mod tidy -e >/dev/null 2>"$work/tidy.log" || { cat "$work/tidy.log" >&2; exit 1; }
-
-minor=${K8S_VERSION#v1.}; minor=${minor%%.*}
-ldflags="-s -w -X k8s.io/component-base/version.gitVersion=$K8S_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor -X k8s.io/component-base/version.gitTreeState=clean"
+ldflags=$(k8s_ldflags)
 go build -trimpath -ldflags "$ldflags" -o "$work/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver
 go build -trimpath -ldflags "-s -w" -o "$work/etcd" go.etcd.io/etcd/server/v3
 
