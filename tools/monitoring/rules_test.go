@@ -78,6 +78,11 @@ func TestRules(t *testing.T) {
 	for _, m := range regexp.MustCompile(`(?m)^### (Trellis[A-Za-z]+)$`).FindAllStringSubmatch(string(ops), -1) {
 		headings[m[1]] = true
 	}
+	// The alert table of docs/operations.md: | alert | severity | symptom |
+	table := map[string]string{}
+	for _, m := range regexp.MustCompile(`(?m)^\| (Trellis[A-Za-z]+) \| ([a-z]+) \|`).FindAllStringSubmatch(string(ops), -1) {
+		table[m[1]] = m[2]
+	}
 	all := map[string]bool{}
 	for _, d := range daemons(t) {
 		t.Run(d, func(t *testing.T) {
@@ -111,6 +116,9 @@ func TestRules(t *testing.T) {
 					}
 					if !headings[r.Alert] {
 						t.Errorf("%s: no runbook (### %s) in docs/operations.md", r.Alert, r.Alert)
+					}
+					if sev, ok := table[r.Alert]; !ok || sev != r.Labels["severity"] {
+						t.Errorf("%s: docs/operations.md's alert table has no row | %s | %s | (found %q)", r.Alert, r.Alert, r.Labels["severity"], sev)
 					}
 				}
 			}
@@ -151,10 +159,15 @@ func TestRules(t *testing.T) {
 			}
 		})
 	}
-	// Every runbook belongs to an alert.
+	// Every runbook and table row belongs to an alert.
 	for h := range headings {
 		if !all[h] {
 			t.Errorf("docs/operations.md: runbook ### %s for an alert that does not exist", h)
+		}
+	}
+	for a := range table {
+		if !all[a] {
+			t.Errorf("docs/operations.md: alert table row %s for an alert that does not exist", a)
 		}
 	}
 }
