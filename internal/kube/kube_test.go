@@ -18,7 +18,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/trellis-garden/trellis/internal/testenv"
-	"github.com/trellis-garden/trellis/internal/testutil"
+	"github.com/trellis-garden/trellis/internal/testkit"
 )
 
 func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }
@@ -198,7 +198,7 @@ func TestNodeInformersSeeOnlyTheirNode(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	testutil.Eventually(t, "the late pod on the own node in the cache", func() bool {
+	testkit.Eventually(t, "the late pod on the own node in the cache", func() bool {
 		_, err := pods.Lister().Pods(ns).Get("late-on-" + mine)
 		return err == nil
 	})

@@ -13,7 +13,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/trellis-garden/trellis/internal/testenv"
-	"github.com/trellis-garden/trellis/internal/testutil"
+	"github.com/trellis-garden/trellis/internal/testkit"
 )
 
 func TestNotifierCoalesces(t *testing.T) {
@@ -73,7 +73,7 @@ func TestNotifierInformer(t *testing.T) {
 		t.Helper()
 		select {
 		case <-changed.C():
-		case <-time.After(testutil.Timeout):
+		case <-time.After(testkit.Timeout):
 			t.Fatalf("no signal after %s", what)
 		}
 	}
@@ -102,7 +102,7 @@ func TestNotifierInformer(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	testutil.Eventually(t, "every event of the burst handled", func() bool { return handled.Load() >= want })
+	testkit.Eventually(t, "every event of the burst handled", func() bool { return handled.Load() >= want })
 	if got := handled.Load(); got != want {
 		t.Fatalf("%d events handled, want %d", got, want)
 	}

@@ -1,9 +1,10 @@
-// Package testutil holds the small helpers every test package needs: waiting for a
+// Package testkit holds the small helpers every test package needs: waiting for a
 // condition with a deadline (never a sleep to synchronise), a log sink safe for
 // concurrent use, and a plain HTTP GET. Starting real components has its own
 // packages: testenv (kube-apiserver + etcd), testbin (daemon binaries),
-// netnstest (network namespaces), otlptest (an OTLP receiver).
-package testutil
+// netnstest (network namespaces), otlptest (an OTLP receiver). (Not "testutil":
+// many tests import client_golang's prometheus/testutil beside it.)
+package testkit
 
 import (
 	"bytes"
