@@ -35,8 +35,11 @@ const (
 // once, and once more after the deadline, so a condition met during the last wait
 // is not missed.
 func Poll(timeout time.Duration, check func() error) error {
+	return poll(timeout, firstInterval, maxInterval, check)
+}
+
+func poll(timeout, interval, maxInterval time.Duration, check func() error) error {
 	deadline := time.Now().Add(timeout)
-	interval := firstInterval
 	for {
 		err := check()
 		if err == nil {
@@ -51,6 +54,20 @@ func Poll(timeout time.Duration, check func() error) error {
 		time.Sleep(min(interval, left)) // sleep-ok: the interval of a poll with a deadline
 		interval = min(2*interval, maxInterval)
 	}
+}
+
+// Measure checks cond every interval until it holds and returns how long that
+// took, for a benchmark that reports a latency: the fixed interval is its
+// resolution. ok is false when timeout passed first.
+func Measure(interval, timeout time.Duration, cond func() bool) (elapsed time.Duration, ok bool) {
+	start := time.Now()
+	err := poll(timeout, interval, interval, func() error {
+		if cond() {
+			return nil
+		}
+		return errNotYet
+	})
+	return time.Since(start), err == nil
 }
 
 // errNotYet is what a bool condition reports while it is false.

@@ -57,6 +57,18 @@ func TestUntil(t *testing.T) {
 	}
 }
 
+func TestMeasure(t *testing.T) {
+	start := time.Now()
+	var calls int
+	elapsed, ok := Measure(time.Millisecond, Timeout, func() bool { calls++; return calls == 3 })
+	if !ok || calls != 3 || elapsed > time.Since(start) {
+		t.Fatalf("Measure = %v, %v after %d calls", elapsed, ok, calls)
+	}
+	if _, ok := Measure(time.Millisecond, 5*time.Millisecond, func() bool { return false }); ok {
+		t.Fatal("Measure reported a condition that never held")
+	}
+}
+
 // failT records Fatalf instead of ending the test.
 type failT struct {
 	testing.TB
