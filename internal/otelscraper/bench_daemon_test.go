@@ -20,6 +20,7 @@ import (
 
 	"github.com/trellis-garden/trellis/internal/otlpexport/otlptest"
 	"github.com/trellis-garden/trellis/internal/testbin"
+	"github.com/trellis-garden/trellis/internal/testkit"
 )
 
 // rss is a process's resident memory in MiB: the total, and its anonymous
@@ -150,24 +151,12 @@ func benchDaemon(b *testing.B, bin string, payload []byte, baseline time.Duratio
 	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
 	received := func() int { return len(grpcRecv.Requests()) + len(httpRecv.Requests()) }
 	wait := func(n int64) {
-		deadline := time.Now().Add(time.Duration(n+30) * 2 * time.Second)
-		for scrapes.Load() < n {
-			if time.Now().After(deadline) {
-				b.Fatalf("only %d scrapes", scrapes.Load())
-			}
-			time.Sleep(10 * time.Millisecond)
+		if !testkit.Until(time.Duration(n+30)*2*time.Second, func() bool { return scrapes.Load() >= n }) {
+			b.Fatalf("only %d scrapes", scrapes.Load())
 		}
 	}
 	wait(3) // warm: series known, buffers grown
-	if received() == 0 {
-		deadline := time.Now().Add(30 * time.Second)
-		for received() == 0 && time.Now().Before(deadline) {
-			time.Sleep(10 * time.Millisecond)
-		}
-		if received() == 0 {
-			b.Fatal("nothing exported")
-		}
-	}
+	testkit.Eventually(b, "a first export", func() bool { return received() > 0 })
 	b.ResetTimer()
 	profiled := make(chan struct{})
 	if a, out := os.Getenv("BENCH_PPROF_ADDR"), os.Getenv("BENCH_CPU_OUT"); a != "" && out != "" && b.N > 2 {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/trellis-garden/trellis/internal/otlpexport/otlptest"
 	"github.com/trellis-garden/trellis/internal/testbin"
+	"github.com/trellis-garden/trellis/internal/testkit"
 )
 
 // TestBinaryRestartKeepsQueue runs the built binary while the OTLP receiver is
@@ -68,28 +69,16 @@ func TestBinaryRestartKeepsQueue(t *testing.T) {
 	stop := func(cmd *exec.Cmd) { testbin.Terminate(t, cmd) }
 
 	first := start()
-	deadline := time.Now().Add(30 * time.Second)
-	for scrapes.Load() < 3 {
-		if time.Now().After(deadline) {
-			t.Fatal("not scraping")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testkit.Eventually(t, "three scrapes", func() bool { return scrapes.Load() >= 3 })
 	closed.Store(true)
-	for refused.Load() == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("no scrape after the target closed")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testkit.Eventually(t, "a scrape after the target closed", func() bool { return refused.Load() > 0 })
 	stop(first)
 	queued := scrapes.Load()
 
 	recv.Restart()
 	second := start()
 	defer stop(second)
-	deadline = time.Now().Add(45 * time.Second)
-	for {
+	err = testkit.Poll(45*time.Second, func() error {
 		got := map[float64]bool{}
 		for _, p := range recv.DataPoints() {
 			if p.Metric == "scrape_number" {
@@ -105,12 +94,12 @@ func TestBinaryRestartKeepsQueue(t *testing.T) {
 				missing = append(missing, i)
 			}
 		}
-		if len(missing) == 0 {
-			return
+		if len(missing) > 0 {
+			return fmt.Errorf("scrapes %v of the %d of the first run are missing (%d arrived)", missing, queued, len(got))
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after the restart, scrapes %v of the %d of the first run are missing (%d arrived)", missing, queued, len(got))
-		}
-		time.Sleep(50 * time.Millisecond)
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("after the restart: %v", err)
 	}
 }

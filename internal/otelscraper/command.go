@@ -14,7 +14,6 @@ import (
 	"github.com/spf13/cobra"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/client-go/tools/cache"
 
 	"github.com/trellis-garden/trellis/internal/daemon"
 	"github.com/trellis-garden/trellis/internal/kube"
@@ -90,23 +89,12 @@ func run(ctx context.Context, d *daemon.Daemon, o *Options) error {
 	inf := kube.NewNodeInformers(client, o.Node.Name, 0)
 	nodes := inf.Node.Core().V1().Nodes()
 	pods := inf.Pods.Core().V1().Pods()
-	kick := make(chan struct{}, 1)
-	notify := func() {
-		select {
-		case kick <- struct{}{}:
-		default:
-		}
-	}
-	handler := cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(any) { notify() },
-		UpdateFunc: func(any, any) { notify() },
-		DeleteFunc: func(any) { notify() },
-	}
-	if _, err := nodes.Informer().AddEventHandler(handler); err != nil {
+	kick := kube.NewNotifier()
+	if err := kick.Watch(nodes.Informer()); err != nil {
 		return err
 	}
 	if o.Discovery.Pods {
-		if _, err := pods.Informer().AddEventHandler(handler); err != nil {
+		if err := kick.Watch(pods.Informer()); err != nil {
 			return err
 		}
 	}
@@ -145,7 +133,7 @@ func run(ctx context.Context, d *daemon.Daemon, o *Options) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-kick:
+		case <-kick.C():
 		case <-resync.C:
 		}
 	}

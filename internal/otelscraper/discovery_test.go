@@ -17,6 +17,7 @@ import (
 
 	"github.com/trellis-garden/trellis/internal/otlpexport/otlptest"
 	"github.com/trellis-garden/trellis/internal/testenv"
+	"github.com/trellis-garden/trellis/internal/testkit"
 )
 
 func TestParseStaticTarget(t *testing.T) {
@@ -141,8 +142,7 @@ func TestKubernetesDiscovery(t *testing.T) {
 		"--queue.dir="+filepath.Join(dir, "queue"), "--web.listen-address=127.0.0.1:0", "--log.level=warn")
 
 	want := map[string]bool{"kubelet_running_pods": false, "container_memory_working_set_bytes": false, "node_cpu_usage_seconds_total": false, "node_load1": false, "app_jobs": false}
-	deadline := time.Now().Add(45 * time.Second)
-	for {
+	err := testkit.Poll(45*time.Second, func() error {
 		done := true
 		for _, p := range recv.DataPoints() {
 			if _, ok := want[p.Metric]; ok {
@@ -160,13 +160,13 @@ func TestKubernetesDiscovery(t *testing.T) {
 		for _, ok := range want {
 			done = done && ok
 		}
-		if done {
-			break
+		if !done {
+			return fmt.Errorf("metrics seen: %v", want)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("metrics seen: %v", want)
-		}
-		time.Sleep(50 * time.Millisecond)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 	// The other node's pod was never a target (both pods serve the same port, so
 	// the resource's pod name tells).

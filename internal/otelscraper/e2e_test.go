@@ -14,6 +14,7 @@ import (
 
 	"github.com/trellis-garden/trellis/internal/daemon"
 	"github.com/trellis-garden/trellis/internal/otlpexport/otlptest"
+	"github.com/trellis-garden/trellis/internal/testkit"
 )
 
 // app is a real HTTP target serving Prometheus text; its counter grows by 10 per
@@ -157,34 +158,24 @@ func TestScrapeToOTLP(t *testing.T) {
 	// every scrape arrives, none twice.
 	recv.Stop()
 	before := target.scrapes.Load()
-	deadline := time.Now().Add(30 * time.Second)
-	for target.scrapes.Load() < before+3 {
-		if time.Now().After(deadline) {
-			t.Fatal("scraping stopped during the outage")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testkit.Eventually(t, "three scrapes during the outage", func() bool { return target.scrapes.Load() >= before+3 })
 	// A counter reset during the outage gets a new start time.
 	target.reset()
 	scraped := int(target.scrapes.Load()) + 1 // at least one scrape after the reset
 	recv.Restart()
-	deadline = time.Now().Add(30 * time.Second)
 	var counters []otlptest.DataPoint
-	for {
+	testkit.EventuallyNil(t, "the counter points of the outage", func() error {
 		counters = counters[:0]
 		for _, p := range recv.DataPoints() {
 			if p.Metric == "requests" {
 				counters = append(counters, p)
 			}
 		}
-		if len(counters) >= scraped {
-			break
+		if len(counters) < scraped {
+			return fmt.Errorf("%d counter points after the outage, want at least %d (one per scrape)", len(counters), scraped)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d counter points after the outage, want at least %d (one per scrape)", len(counters), scraped)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return nil
+	})
 	seen := map[uint64]bool{}
 	resets := 0
 	for i, p := range counters {

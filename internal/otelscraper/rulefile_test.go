@@ -7,43 +7,15 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/trellis-garden/trellis/internal/testkit"
 )
-
-// syncBuffer is a log sink safe for concurrent use.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func pollUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
 
 // writeAtomic replaces a file as editors and ConfigMap mounts do.
 func writeAtomic(t *testing.T, path, content string) {
@@ -63,7 +35,7 @@ func writeAtomic(t *testing.T, path, content string) {
 func TestFileRuleSource(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "rules.yaml")
 	writeAtomic(t, path, "jobs:\n  a: {keep: [xx]}\n")
-	var logs syncBuffer
+	var logs testkit.SyncBuffer
 	reg := prometheus.NewRegistry()
 	src, err := NewFileRuleSource(path, 100*time.Millisecond, slog.New(slog.NewTextHandler(&logs, nil)), reg, "test")
 	if err != nil {
@@ -82,20 +54,21 @@ func TestFileRuleSource(t *testing.T) {
 	}
 
 	writeAtomic(t, path, "jobs:\n  b: {keep: [up_total]}\n")
-	pollUntil(t, "the changed rules", func() bool { return jobs() == "b" })
+	testkit.Eventually(t, "the changed rules", func() bool { return jobs() == "b" })
 
 	writeAtomic(t, path, "jobs:\n  c: {kep: [y]}\n")
-	pollUntil(t, "the reload error", func() bool { return reloads("error") == 1 })
+	testkit.Eventually(t, "the reload error", func() bool { return reloads("error") == 1 })
 	if jobs() != "b" {
 		t.Errorf("invalid rules replaced the last good ones: jobs %q", jobs())
 	}
 	if got := testutil.ToFloat64(src.metrics.lastSuccess); got != 0 {
 		t.Errorf("rules_last_reload_success = %v, want 0", got)
 	}
-	pollUntil(t, "the log line", func() bool {
+	testkit.Eventually(t, "the log line", func() bool {
 		return strings.Contains(logs.String(), "invalid filter rules, keeping the last good rules")
 	})
-	time.Sleep(300 * time.Millisecond) // several polls of the same invalid file
+	// sleep-ok: a window for several polls (100 ms apart) of the same invalid file, none of which may count again; on a slow machine it only sees fewer
+	time.Sleep(300 * time.Millisecond)
 	if got := reloads("error"); got != 1 {
 		t.Errorf("the same invalid file counted %v times", got)
 	}
@@ -103,13 +76,13 @@ func TestFileRuleSource(t *testing.T) {
 	if err := os.Remove(path); err != nil {
 		t.Fatal(err)
 	}
-	pollUntil(t, "the missing file reported", func() bool { return reloads("error") == 2 })
+	testkit.Eventually(t, "the missing file reported", func() bool { return reloads("error") == 2 })
 	if jobs() != "b" {
 		t.Errorf("a missing file replaced the last good rules: jobs %q", jobs())
 	}
 
 	writeAtomic(t, path, "jobs:\n  d: {keep: [zz]}\n")
-	pollUntil(t, "the fixed rules", func() bool { return jobs() == "d" })
+	testkit.Eventually(t, "the fixed rules", func() bool { return jobs() == "d" })
 	if got := testutil.ToFloat64(src.metrics.lastSuccess); got != 1 {
 		t.Errorf("rules_last_reload_success = %v after a good reload", got)
 	}
@@ -135,7 +108,7 @@ func TestFileRuleSourceSIGHUP(t *testing.T) {
 	defer func() { cancel(); <-done }()
 	writeAtomic(t, path, "jobs:\n  b: {keep: [up_total]}\n")
 	last := time.Time{}
-	pollUntil(t, "the rules after SIGHUP", func() bool {
+	testkit.Eventually(t, "the rules after SIGHUP", func() bool {
 		if time.Since(last) > 500*time.Millisecond {
 			_ = syscall.Kill(os.Getpid(), syscall.SIGHUP)
 			last = time.Now()

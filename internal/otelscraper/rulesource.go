@@ -19,6 +19,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
+
+	"github.com/trellis-garden/trellis/internal/kube"
 )
 
 // Event reasons on the rules ConfigMap.
@@ -101,18 +103,8 @@ func (s *RuleSource) Run(ctx context.Context) error {
 			o.FieldSelector = fields.OneTermEqualSelector("metadata.name", s.name).String()
 		}))
 	informer := factory.Core().V1().ConfigMaps().Informer()
-	changed := make(chan struct{}, 1)
-	notify := func() {
-		select {
-		case changed <- struct{}{}:
-		default:
-		}
-	}
-	if _, err := informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(any) { notify() },
-		UpdateFunc: func(any, any) { notify() },
-		DeleteFunc: func(any) { notify() },
-	}); err != nil {
+	changed := kube.NewNotifier()
+	if err := changed.Watch(informer); err != nil {
 		return err
 	}
 	if err := informer.SetWatchErrorHandlerWithContext(s.watchError); err != nil {
@@ -132,7 +124,7 @@ func (s *RuleSource) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-changed:
+		case <-changed.C():
 			s.reconcile(st, informer.GetStore())
 		}
 	}

@@ -23,6 +23,7 @@ import (
 
 	"github.com/trellis-garden/trellis/internal/promtext"
 	"github.com/trellis-garden/trellis/internal/testenv"
+	"github.com/trellis-garden/trellis/internal/testkit"
 )
 
 // ruleLogs collects a RuleSource's log output; safe for the informer goroutines.
@@ -108,18 +109,6 @@ func ruleMetric(t *testing.T, reg *prometheus.Registry, name string, labels ...s
 	return 0
 }
 
-// waitRules polls until cond holds, failing the test after a deadline.
-func waitRules(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 func TestRuleSourceWithoutAPI(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	src := NewRuleSource(nil, "kube-system", "rules", "rules.yaml", nil, nil, reg, "test")
@@ -129,7 +118,7 @@ func TestRuleSourceWithoutAPI(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- src.Run(ctx) }()
-	waitRules(t, "HasSynced", src.HasSynced)
+	testkit.Eventually(t, "HasSynced", src.HasSynced)
 	select {
 	case err := <-done:
 		t.Fatalf("Run returned before ctx ended: %v", err)
@@ -194,7 +183,7 @@ func TestRuleSourceFollowsConfigMap(t *testing.T) {
 			t.Errorf("Run = %v", err)
 		}
 	}()
-	waitRules(t, "HasSynced", src.HasSynced)
+	testkit.Eventually(t, "HasSynced", src.HasSynced)
 	if src.Current() != DefaultRules() {
 		t.Fatal("no ConfigMap: Current is not the defaults")
 	}
@@ -215,7 +204,7 @@ jobs:
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitRules(t, "rules from the ConfigMap", func() bool { return src.Current() != DefaultRules() })
+	testkit.Eventually(t, "rules from the ConfigMap", func() bool { return src.Current() != DefaultRules() })
 	applied := src.Current()
 	cadvisor := applied.Job("cadvisor")
 	if labelString(cadvisor.ConstLabels()) != "cluster=shoot-a" ||
@@ -237,7 +226,7 @@ jobs:
 	if cm, err = cms.Update(ctx, cm, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	waitRules(t, "the reload error", func() bool { return reloads("error") == 1 })
+	testkit.Eventually(t, "the reload error", func() bool { return reloads("error") == 1 })
 	if src.Current() != applied {
 		t.Error("invalid rules replaced the last good rules")
 	}
@@ -249,7 +238,7 @@ jobs:
 		t.Errorf("invalid rules logged %d times:\n%s", n, logs)
 	}
 	var event corev1.Event
-	waitRules(t, "the InvalidFilterRules Event", func() bool {
+	testkit.Eventually(t, "the InvalidFilterRules Event", func() bool {
 		list, err := env.Client.CoreV1().Events(ns).List(ctx, metav1.ListOptions{
 			FieldSelector: "involvedObject.name=" + name + ",reason=" + EventReasonInvalidFilterRules,
 		})
@@ -271,7 +260,7 @@ jobs:
 	if cm, err = cms.Update(ctx, cm, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	waitRules(t, "the second reload error", func() bool { return reloads("error") == 2 })
+	testkit.Eventually(t, "the second reload error", func() bool { return reloads("error") == 2 })
 	cm.Labels = map[string]string{"touched": "true"}
 	if cm, err = cms.Update(ctx, cm, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
@@ -282,7 +271,7 @@ jobs:
 	if cm, err = cms.Update(ctx, cm, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	waitRules(t, "the fixed rules", func() bool {
+	testkit.Eventually(t, "the fixed rules", func() bool {
 		return src.Current().Job("cadvisor").Keep(sample("container_fs_usage_bytes", promtext.TypeGauge))
 	})
 	if reloads("success") != 3 || reloads("error") != 2 || metric("rules_last_reload_success") != 1 {
@@ -301,7 +290,7 @@ jobs:
 	if cm, err = cms.Update(ctx, cm, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	waitRules(t, "defaults after the key was removed", func() bool { return src.Current() == DefaultRules() })
+	testkit.Eventually(t, "defaults after the key was removed", func() bool { return src.Current() == DefaultRules() })
 	if logs.count("reason=keyNotFound") != 1 || metric("rules_defaults_in_use") != 1 {
 		t.Errorf("key removal: defaults_in_use %v\n%s", metric("rules_defaults_in_use"), logs)
 	}
@@ -311,11 +300,11 @@ jobs:
 	if _, err = cms.Update(ctx, cm, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	waitRules(t, "rules again", func() bool { return src.Current() != DefaultRules() })
+	testkit.Eventually(t, "rules again", func() bool { return src.Current() != DefaultRules() })
 	if err := cms.Delete(ctx, name, metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	waitRules(t, "defaults after the ConfigMap was deleted", func() bool { return src.Current() == DefaultRules() })
+	testkit.Eventually(t, "defaults after the ConfigMap was deleted", func() bool { return src.Current() == DefaultRules() })
 	if logs.count("reason=configMapNotFound") != 2 || metric("rules_defaults_in_use") != 1 || metric("rules_last_reload_success") != 1 {
 		t.Errorf("deletion: defaults_in_use %v\n%s", metric("rules_defaults_in_use"), logs)
 	}
@@ -333,7 +322,7 @@ func TestRuleSourceWatchesOnlyItsConfigMap(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- src.Run(ctx) }()
-	waitRules(t, "HasSynced", src.HasSynced)
+	testkit.Eventually(t, "HasSynced", src.HasSynced)
 	if src.Current() == DefaultRules() || !src.Current().Job("cadvisor").Keep(sample("anything", promtext.TypeGauge)) {
 		t.Error("rules {} not applied")
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/trellis-garden/trellis/internal/otlpexport/otlptest"
 	"github.com/trellis-garden/trellis/internal/promotlp"
 	"github.com/trellis-garden/trellis/internal/testbin"
+	"github.com/trellis-garden/trellis/internal/testkit"
 )
 
 // TestStartsFile: the state file round-trips; a damaged, truncated, padded or
@@ -121,16 +122,11 @@ func TestBinaryRestartKeepsStartTimes(t *testing.T) {
 		return out
 	}
 	waitPoints := func(metric string, from time.Time, n int) []uint64 {
-		deadline := time.Now().Add(45 * time.Second)
-		for {
-			if s := startsOf(metric, from); len(s) >= n {
-				return s
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%d points of %s since %s, want %d", len(startsOf(metric, from)), metric, from, n)
-			}
-			time.Sleep(20 * time.Millisecond)
+		var s []uint64
+		if !testkit.Until(45*time.Second, func() bool { s = startsOf(metric, from); return len(s) >= n }) {
+			t.Fatalf("%d points of %s since %s, want %d", len(s), metric, from, n)
 		}
+		return s
 	}
 
 	t0 := time.Now()
