@@ -12,13 +12,14 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/spf13/pflag"
 	"k8s.io/klog/v2"
+
+	"github.com/trellis-garden/trellis/internal/testkit"
 )
 
 // testOptions is a daemon's own option set.
@@ -39,23 +40,6 @@ func (o *testOptions) Validate() error {
 		return fmt.Errorf("--test.count: must be at least 1, got %d", o.Count)
 	}
 	return nil
-}
-
-// syncBuffer is a log sink safe for concurrent writes and reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // execute runs a command built from spec with args and returns the exit code.
@@ -138,7 +122,7 @@ func TestVersionCommand(t *testing.T) {
 // started runs a daemon in the background and returns its address once Run began.
 type started struct {
 	d      *Daemon
-	logs   *syncBuffer
+	logs   *testkit.SyncBuffer
 	cancel context.CancelFunc
 	done   chan struct{}
 	code   int
@@ -147,7 +131,7 @@ type started struct {
 func start(t *testing.T, run func(ctx context.Context, d *Daemon) error, args ...string) *started {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &started{logs: &syncBuffer{}, cancel: cancel, done: make(chan struct{})}
+	s := &started{logs: &testkit.SyncBuffer{}, cancel: cancel, done: make(chan struct{})}
 	ready := make(chan *Daemon, 1)
 	opts := &testOptions{}
 	spec := Spec{
@@ -225,17 +209,12 @@ func TestNotReadyBeforeChecks(t *testing.T) {
 		t.Fatalf("/readyz before Run registered its checks = %d %q, want 503 naming started", code, body)
 	}
 	close(release)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		code, body := get(t, s, "/readyz")
-		if code == http.StatusOK {
-			break
+	testkit.EventuallyNil(t, "/readyz 200 after registration", func() error {
+		if code, body := get(t, s, "/readyz"); code != http.StatusOK {
+			return fmt.Errorf("/readyz = %d %q", code, body)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("/readyz after registration = %d %q, want 200", code, body)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 func TestEndpoints(t *testing.T) {
@@ -246,17 +225,12 @@ func TestEndpoints(t *testing.T) {
 		return nil
 	})
 	// Run registers the check right after it started; poll until it shows.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		code, body := get(t, s, "/readyz")
-		if code == http.StatusServiceUnavailable && strings.Contains(body, "[-]data-path failed: not ready yet") {
-			break
+	testkit.EventuallyNil(t, "/readyz 503 naming data-path", func() error {
+		if code, body := get(t, s, "/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "[-]data-path failed: not ready yet") {
+			return fmt.Errorf("/readyz = %d %q", code, body)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("/readyz = %d %q, want 503 naming data-path", code, body)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
 	if code, body := get(t, s, "/healthz"); code != 200 || body != "ok\n" {
 		t.Fatalf("/healthz = %d %q", code, body)
 	}
@@ -393,7 +367,7 @@ func runHelper(t *testing.T, mode string, signals int) int {
 	cmd := exec.Command(os.Args[0], "--web.listen-address=", "--shutdown.timeout=1m")
 	cmd.Env = append(os.Environ(), helperEnv+"="+mode)
 	stdout, _ := cmd.StdoutPipe()
-	var stderr syncBuffer
+	var stderr testkit.SyncBuffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -408,12 +382,8 @@ func runHelper(t *testing.T, mode string, signals int) int {
 		}
 		if i == 0 && signals > 1 {
 			// The second signal must come after the first was handled.
-			deadline := time.Now().Add(30 * time.Second)
-			for !strings.Contains(stderr.String(), `"msg":"shutting down"`) {
-				if time.Now().After(deadline) {
-					t.Fatalf("first signal not handled; stderr:\n%s", stderr.String())
-				}
-				time.Sleep(10 * time.Millisecond)
+			if !testkit.Until(testkit.Timeout, func() bool { return strings.Contains(stderr.String(), `"msg":"shutting down"`) }) {
+				t.Fatalf("first signal not handled; stderr:\n%s", stderr.String())
 			}
 		}
 	}
