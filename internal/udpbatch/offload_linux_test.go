@@ -7,7 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
-		"os"
+	"os"
 	"runtime"
 	"testing"
 	"time"
@@ -320,6 +320,5 @@ func TestGROSizeParser(t *testing.T) {
 		}
 	}
 }
-
 
 func unsafePointer(b []byte) unsafe.Pointer { return unsafe.Pointer(&b[0]) }

@@ -18,7 +18,7 @@ import (
 	"github.com/trellis-garden/trellis/internal/wgproto"
 )
 
-func benchConn(b *testing.B) *udpbatch.Conn {
+func benchConn(b testing.TB) *udpbatch.Conn {
 	b.Helper()
 	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {

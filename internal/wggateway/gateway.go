@@ -49,6 +49,11 @@ type Config struct {
 	// Cookies says when initiations need a valid gateway mac2: under handshake
 	// pressure (auto) or always.
 	Cookies CookieMode
+	// UDPOffload turns on UDP receive offload (UDP_GRO) and segmentation
+	// offload on send (UDP_SEGMENT) on every socket where the kernel allows
+	// them: a client's batch of transport packets (wireguard-go sends them so)
+	// is read as one buffer, routed once and forwarded with one system call.
+	UDPOffload bool
 }
 
 // DefaultConfig returns the defaults of the flags.
@@ -69,38 +74,58 @@ func DefaultConfig() Config {
 		HandshakeBurst:        20,
 		MaxRateLimitedSources: 65536,
 		Cookies:               CookiesAuto,
+		UDPOffload:            true,
 	}
 }
 
-// Validate reports every invalid value.
+// ConfigError is an invalid Config value. Field names the Config field; the
+// command's options map it to the flag that sets it.
+type ConfigError struct {
+	Field string
+	Err   error
+}
+
+func (e *ConfigError) Error() string { return e.Field + ": " + e.Err.Error() }
+func (e *ConfigError) Unwrap() error { return e.Err }
+
+// Validate reports every invalid value, each as a *ConfigError.
 func (c Config) Validate() error {
 	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, &ConfigError{Field: field, Err: fmt.Errorf(format, args...)})
+	}
 	if _, err := net.ResolveUDPAddr("udp", c.ListenAddress); err != nil || c.ListenAddress == "" {
-		errs = append(errs, fmt.Errorf("--wireguard.listen-address: %q: %v", c.ListenAddress, err))
+		bad("ListenAddress", "%q: %v", c.ListenAddress, err)
 	}
 	if c.Shards < 0 || c.Shards > 256 {
-		errs = append(errs, fmt.Errorf("--gateway.shards: %d not in 0..256", c.Shards))
+		bad("Shards", "%d not in 0..256", c.Shards)
 	}
 	if c.BatchSize < 1 || c.BatchSize > 1024 {
-		errs = append(errs, fmt.Errorf("--gateway.batch-size: %d not in 1..1024", c.BatchSize))
+		bad("BatchSize", "%d not in 1..1024", c.BatchSize)
 	}
 	if c.MaxSessions < 1 {
-		errs = append(errs, fmt.Errorf("--sessions.max: %d must be at least 1", c.MaxSessions))
+		bad("MaxSessions", "%d must be at least 1", c.MaxSessions)
 	}
 	if c.MaxClientsPerBackend < 1 || c.MaxClientsPerBackend > maxClientsPerBackend {
-		errs = append(errs, fmt.Errorf("--sessions.max-clients-per-backend: %d not in 1..%d", c.MaxClientsPerBackend, maxClientsPerBackend))
+		bad("MaxClientsPerBackend", "%d not in 1..%d", c.MaxClientsPerBackend, maxClientsPerBackend)
 	}
 	if c.Cookies != CookiesAuto && c.Cookies != CookiesAlways {
-		errs = append(errs, fmt.Errorf("--handshake.cookies: %q is not one of auto, always", c.Cookies))
+		bad("Cookies", "%q is not one of auto, always", c.Cookies)
 	}
-	if c.PendingTimeout <= 0 || c.IdleTimeout <= 0 {
-		errs = append(errs, errors.New("--sessions.pending-timeout and --sessions.idle-timeout: must be positive"))
+	if c.PendingTimeout <= 0 {
+		bad("PendingTimeout", "%s must be positive", c.PendingTimeout)
 	}
-	if c.HandshakeRate < 0 || (c.HandshakeRate > 0 && c.HandshakeBurst < 1) {
-		errs = append(errs, fmt.Errorf("--handshake.rate-limit %v, --handshake.burst %d: rate must be >= 0 and burst >= 1", c.HandshakeRate, c.HandshakeBurst))
+	if c.IdleTimeout <= 0 {
+		bad("IdleTimeout", "%s must be positive", c.IdleTimeout)
+	}
+	if c.HandshakeRate < 0 {
+		bad("HandshakeRate", "%v must be >= 0", c.HandshakeRate)
+	}
+	if c.HandshakeRate > 0 && c.HandshakeBurst < 1 {
+		bad("HandshakeBurst", "%d must be >= 1 with a rate limit", c.HandshakeBurst)
 	}
 	if c.MaxRateLimitedSources < 1 {
-		errs = append(errs, errors.New("--handshake.max-sources: must be at least 1"))
+		bad("MaxRateLimitedSources", "%d must be at least 1", c.MaxRateLimitedSources)
 	}
 	return errors.Join(errs...)
 }
@@ -131,6 +156,11 @@ type Gateway struct {
 	cookies *cookieJar
 	shards  atomic.Pointer[[]*shard]
 	lns     []*net.UDPConn
+	off     offload
+	// upstreamErrors counts upstream sockets that could not be opened;
+	// upstreamErrLogged is when that was last logged (unix nanos).
+	upstreamErrors    atomic.Uint64
+	upstreamErrLogged atomic.Int64
 }
 
 // New checks cfg and builds a gateway without backends.
@@ -147,6 +177,7 @@ func New(cfg Config, log *slog.Logger) (*Gateway, error) {
 		limiter: newRateLimiter(cfg.HandshakeRate, cfg.HandshakeBurst, cfg.MaxRateLimitedSources),
 		press:   newPressure(cfg.Cookies, cfg.pendingPressure()),
 		cookies: newCookieJar(time.Now().UnixNano()),
+		off:     offload{want: cfg.UDPOffload, log: log},
 	}
 	g.table.Store(newTable(nil, nil))
 	return g, nil
@@ -246,6 +277,8 @@ func (g *Gateway) Serve(parent context.Context) error {
 			g.closeListeners()
 			return err
 		}
+		// GRO is the listener socket's; its cookie replies are single datagrams.
+		g.off.enable(reader, true, false)
 		readers = append(readers, reader)
 		sios = append(sios, sio)
 	}
@@ -314,7 +347,7 @@ func (s *shardIO) openUpstream(up *upstream) error {
 		c, err = net.ListenUDP("udp4", nil) // IPv6 disabled on this host
 	}
 	if err != nil {
-		s.g.log.Error("cannot open upstream socket", "shard", s.index, "err", err)
+		s.g.upstreamError(err, s.index)
 		return err
 	}
 	udpbatch.SetBuffers(c, 4<<20)
@@ -334,11 +367,33 @@ func (s *shardIO) openUpstream(up *upstream) error {
 		c.Close()
 		return net.ErrClosed
 	}
+	s.g.off.enable(uc, true, true)
+	s.g.off.enable(lnWriter, false, true)
 	up.conn = uc
-	up.out = make([]udpbatch.Message, 0, s.g.cfg.BatchSize)
+	up.out = make([]udpbatch.Message, 0, s.g.itemsPerRound())
 	s.grp.Go(func() error { return s.serveBackends(up, lnWriter) })
 	return nil
 }
+
+// upstreamErrLogEvery is the least time between two log lines about upstream
+// sockets that could not be opened; each failure is counted.
+const upstreamErrLogEvery = int64(60e9)
+
+// upstreamError counts a failed upstream socket open and logs it at most once
+// a minute: a client retrying its handshake must not write a line each time.
+func (g *Gateway) upstreamError(err error, shard int) {
+	total := g.upstreamErrors.Add(1)
+	now := time.Now().UnixNano()
+	last := g.upstreamErrLogged.Load()
+	if last != 0 && now-last < upstreamErrLogEvery || !g.upstreamErrLogged.CompareAndSwap(last, now) {
+		return
+	}
+	g.log.Error("cannot open upstream socket; initiations of new sessions are dropped", "shard", shard, "failuresTotal", total, "err", err)
+}
+
+// itemsPerRound bounds the items (single datagrams and runs cut from coalesced
+// buffers) the data path handles per round; a read with more takes more rounds.
+func (g *Gateway) itemsPerRound() int { return 2 * g.cfg.BatchSize }
 
 func newBatch(n int) []udpbatch.Message {
 	ms := make([]udpbatch.Message, n)
@@ -351,20 +406,24 @@ func newBatch(n int) []udpbatch.Message {
 // serveClients reads the listener: client packets to upstream sockets, and the
 // gateway's cookie replies back to clients.
 func (s *shardIO) serveClients(ln *udpbatch.Conn) error {
-	g, sh := s.g, s.sh
+	g := s.g
 	in := newBatch(g.cfg.BatchSize)
-	routes := make([]*backendState, g.cfg.BatchSize)
-	hints := make([]*backendState, g.cfg.BatchSize)
-	verdicts := make([]dropReason, g.cfg.BatchSize)
-	proven := make([]bool, g.cfg.BatchSize)
-	touched := make([]*upstream, 0, 64)
-	replies := make([][wgproto.CookieReplySize]byte, g.cfg.BatchSize)
-	cookieOut := make([]udpbatch.Message, 0, g.cfg.BatchSize)
+	room := g.itemsPerRound()
+	r := &clientRound{
+		items:    make([]udpbatch.Message, 0, room),
+		routes:   make([]*backendState, room),
+		hints:    make([]*backendState, room),
+		verdicts: make([]dropReason, room),
+		proven:   make([]bool, room),
+		touched:  make([]*upstream, 0, 64),
+		replies:  make([][wgproto.CookieReplySize]byte, room),
+		cookies:  make([]udpbatch.Message, 0, room),
+	}
 	var seed [32]byte
 	if _, err := crand.Read(seed[:]); err != nil {
 		return err
 	}
-	nonces := mrand.NewChaCha8(seed)
+	r.nonces = mrand.NewChaCha8(seed)
 	for {
 		n, err := ln.ReadBatch(in)
 		if err != nil {
@@ -373,76 +432,105 @@ func (s *shardIO) serveClients(ln *udpbatch.Conn) error {
 			}
 			return fmt.Errorf("read from clients: %w", err)
 		}
-		now := time.Now().UnixNano()
-		// Initiations are routed by mac1 outside the lock: with many backends that
-		// is the costly step, and the backend readers must not wait for it.
-		hasInit := false
-		for i := 0; i < n; i++ {
-			routes[i], verdicts[i], proven[i] = nil, forwarded, false
-			if isInitiation(in[i].Buf[:in[i].N]) {
-				hasInit = true
-			}
+		// Coalesced buffers are cut into runs of one receiver index and
+		// single handshake messages; each round routes up to room items.
+		var sp splitter
+		for !sp.done(n) {
+			r.items = sp.fill(in[:n], r.items[:0])
+			s.relayClients(ln, r)
 		}
-		if hasInit {
-			sh.mu.Lock()
-			for i := 0; i < n; i++ {
-				if isInitiation(in[i].Buf[:in[i].N]) {
-					hints[i] = sh.lastRoute[in[i].Addr]
-				}
-			}
-			sh.mu.Unlock()
-			s.admitInitiations(in[:n], routes, hints, verdicts, proven, now)
+	}
+}
+
+// clientRound is the per-round state of serveClients, allocated once.
+type clientRound struct {
+	items    []udpbatch.Message
+	routes   []*backendState
+	hints    []*backendState
+	verdicts []dropReason
+	proven   []bool
+	touched  []*upstream
+	replies  [][wgproto.CookieReplySize]byte
+	cookies  []udpbatch.Message
+	nonces   *mrand.ChaCha8
+}
+
+// relayClients routes one round of client items and sends them on.
+func (s *shardIO) relayClients(ln *udpbatch.Conn, r *clientRound) {
+	g, sh := s.g, s.sh
+	in := r.items
+	n := len(in)
+	routes, hints, verdicts, proven := r.routes, r.hints, r.verdicts, r.proven
+	now := time.Now().UnixNano()
+	// Initiations are routed by mac1 outside the lock: with many backends that
+	// is the costly step, and the backend readers must not wait for it.
+	hasInit := false
+	for i := 0; i < n; i++ {
+		routes[i], verdicts[i], proven[i] = nil, forwarded, false
+		if isInitiation(in[i].Buf[:in[i].N]) {
+			hasInit = true
 		}
-		var refused *backendState
+	}
+	if hasInit {
 		sh.mu.Lock()
 		for i := 0; i < n; i++ {
-			if verdicts[i] != forwarded {
-				sh.drops[verdicts[i]]++
-				continue
+			if isInitiation(in[i].Buf[:in[i].N]) {
+				hints[i] = sh.lastRoute[in[i].Addr]
 			}
-			up, dst, reason := sh.fromClient(in[i].Addr, in[i].Buf[:in[i].N], routes[i], proven[i], now)
-			if reason != forwarded {
-				sh.drops[reason]++
-				if reason == answeredWithCookie {
-					verdicts[i] = answeredWithCookie
-				}
-				if reason == dropBackendFull {
-					refused = routes[i]
-					refused.refused.Add(1)
-				}
-				continue
-			}
-			if len(up.out) == 0 {
-				touched = append(touched, up)
-			}
-			up.out = append(up.out, udpbatch.Message{Buf: in[i].Buf, N: in[i].N, Addr: dst})
 		}
 		sh.mu.Unlock()
-		for _, up := range touched {
-			if up.conn != nil {
-				if _, err := up.conn.WriteBatch(up.out); err != nil && s.ctx.Err() == nil && !errors.Is(err, net.ErrClosed) {
-					g.log.Debug("write to backend failed", "err", err)
-				}
+		s.admitInitiations(in, routes, hints, verdicts, proven, now)
+	}
+	var refused *backendState
+	sh.mu.Lock()
+	for i := 0; i < n; i++ {
+		dgrams := uint64(in[i].Datagrams())
+		if verdicts[i] != forwarded {
+			sh.drops[verdicts[i]] += dgrams
+			continue
+		}
+		up, dst, reason := sh.fromClientRun(in[i].Addr, in[i].Buf[:in[i].N], dgrams, routes[i], proven[i], now)
+		if reason != forwarded {
+			sh.drops[reason] += dgrams
+			if reason == answeredWithCookie {
+				verdicts[i] = answeredWithCookie
 			}
-			up.out = up.out[:0]
-		}
-		touched = touched[:0]
-		for i := 0; i < n; i++ {
-			if verdicts[i] != answeredWithCookie {
-				continue
+			if reason == dropBackendFull {
+				refused = routes[i]
+				refused.refused.Add(1)
 			}
-			g.cookieReply(&replies[i], in[i].Buf[:in[i].N], in[i].Addr, routes[i], nonces)
-			cookieOut = append(cookieOut, udpbatch.Message{Buf: replies[i][:], N: wgproto.CookieReplySize, Addr: in[i].Addr})
+			continue
 		}
-		if len(cookieOut) > 0 {
-			if _, err := ln.WriteBatch(cookieOut); err != nil && s.ctx.Err() == nil && !errors.Is(err, net.ErrClosed) {
-				g.log.Debug("write of cookie replies failed", "err", err)
+		if len(up.out) == 0 {
+			r.touched = append(r.touched, up)
+		}
+		up.out = append(up.out, udpbatch.Message{Buf: in[i].Buf, N: in[i].N, Addr: dst, Seg: in[i].Seg})
+	}
+	sh.mu.Unlock()
+	for _, up := range r.touched {
+		if up.conn != nil {
+			if _, err := up.conn.WriteBatch(up.out); err != nil && s.ctx.Err() == nil && !errors.Is(err, net.ErrClosed) {
+				g.log.Debug("write to backend failed", "err", err)
 			}
-			cookieOut = cookieOut[:0]
 		}
-		if refused != nil {
-			s.logRefusal(refused, now)
+		up.out = up.out[:0]
+	}
+	r.touched = r.touched[:0]
+	for i := 0; i < n; i++ {
+		if verdicts[i] != answeredWithCookie {
+			continue
 		}
+		g.cookieReply(&r.replies[i], in[i].Buf[:in[i].N], in[i].Addr, routes[i], r.nonces)
+		r.cookies = append(r.cookies, udpbatch.Message{Buf: r.replies[i][:], N: wgproto.CookieReplySize, Addr: in[i].Addr})
+	}
+	if len(r.cookies) > 0 {
+		if _, err := ln.WriteBatch(r.cookies); err != nil && s.ctx.Err() == nil && !errors.Is(err, net.ErrClosed) {
+			g.log.Debug("write of cookie replies failed", "err", err)
+		}
+		r.cookies = r.cookies[:0]
+	}
+	if refused != nil {
+		s.logRefusal(refused, now)
 	}
 }
 
@@ -520,7 +608,9 @@ func isInitiation(b []byte) bool {
 func (s *shardIO) serveBackends(up *upstream, ln *udpbatch.Conn) error {
 	sh := s.sh
 	in := newBatch(s.g.cfg.BatchSize)
-	out := make([]udpbatch.Message, 0, s.g.cfg.BatchSize)
+	room := s.g.itemsPerRound()
+	items := make([]udpbatch.Message, 0, room)
+	out := make([]udpbatch.Message, 0, room)
 	for {
 		n, err := up.conn.ReadBatch(in)
 		if err != nil {
@@ -529,22 +619,28 @@ func (s *shardIO) serveBackends(up *upstream, ln *udpbatch.Conn) error {
 			}
 			return fmt.Errorf("read from backends: %w", err)
 		}
-		now := time.Now().UnixNano()
-		sh.mu.Lock()
-		for i := 0; i < n; i++ {
-			dst, reason := sh.fromBackend(up, in[i].Addr, in[i].Buf[:in[i].N], now)
-			if reason != forwarded {
-				sh.drops[reason]++
-				continue
+		var sp splitter
+		for !sp.done(n) {
+			items = sp.fill(in[:n], items[:0])
+			now := time.Now().UnixNano()
+			sh.mu.Lock()
+			for i := range items {
+				it := &items[i]
+				dgrams := uint64(it.Datagrams())
+				dst, reason := sh.fromBackendRun(up, it.Addr, it.Buf[:it.N], dgrams, now)
+				if reason != forwarded {
+					sh.drops[reason] += dgrams
+					continue
+				}
+				out = append(out, udpbatch.Message{Buf: it.Buf, N: it.N, Addr: dst, Seg: it.Seg})
 			}
-			out = append(out, udpbatch.Message{Buf: in[i].Buf, N: in[i].N, Addr: dst})
-		}
-		sh.mu.Unlock()
-		if len(out) > 0 {
-			if _, err := ln.WriteBatch(out); err != nil && s.ctx.Err() == nil && !errors.Is(err, net.ErrClosed) {
-				s.g.log.Debug("write to client failed", "err", err)
+			sh.mu.Unlock()
+			if len(out) > 0 {
+				if _, err := ln.WriteBatch(out); err != nil && s.ctx.Err() == nil && !errors.Is(err, net.ErrClosed) {
+					s.g.log.Debug("write to client failed", "err", err)
+				}
+				out = out[:0]
 			}
-			out = out[:0]
 		}
 	}
 }
@@ -569,6 +665,7 @@ func (s *shardIO) janitor() {
 		if s.index == 0 {
 			s.g.limiter.sweep(now)
 			s.g.cookies.rotate(now)
+			s.g.off.check()
 		}
 		if s.g.limiter.full(now, int64(2e9)) {
 			s.g.press.onGateway(now)

@@ -17,6 +17,8 @@ type collector struct {
 	backends, totalSessions, upstreams            *prometheus.Desc
 	cookiesSent, cookiesTaken, refused, pressure  *prometheus.Desc
 	gatewayPressure                               *prometheus.Desc
+	groDatagrams, gsoDatagrams, offloadFallbacks  *prometheus.Desc
+	offloadActive, upstreamErrors                 *prometheus.Desc
 }
 
 // Collector returns the gateway's metrics under namespace (e.g. trellis_wg_gateway).
@@ -42,11 +44,16 @@ func (g *Gateway) Collector(namespace string) prometheus.Collector {
 		refused:            d("backend_refused_clients_total", "Initiations of new clients refused because every upstream slot of the backend in the shard holds a client that cannot be evicted (see --sessions.max-clients-per-backend).", "backend"),
 		pressure:           d("backend_under_pressure", "1 while initiations for the backend need a valid gateway mac2.", "backend"),
 		gatewayPressure:    d("under_pressure", "1 while initiations for every backend need a valid gateway mac2 (rate limiter or session table full)."),
+		groDatagrams:       d("udp_coalesced_received_datagrams_total", "Datagrams that arrived in buffers the kernel coalesced (UDP GRO), from clients and backends."),
+		gsoDatagrams:       d("udp_gso_sent_datagrams_total", "Datagrams sent in segmented messages (UDP GSO, one system call per run), to clients and backends."),
+		offloadFallbacks:   d("udp_offload_fallbacks_total", "Fallbacks from UDP offload: gro_unsupported and gso_unsupported (the kernel refused the option; counted once), gso_disabled (a socket turned GSO off after a send failed with EIO), gso_resent (segmented messages sent again one datagram at a time).", "reason"),
+		offloadActive:      d("udp_offload_active", "1 while UDP offload is in use in the direction: receive (UDP_GRO) or send (UDP_SEGMENT).", "direction"),
+		upstreamErrors:     d("upstream_socket_errors_total", "Upstream sockets that could not be opened (the initiation that needed one is dropped as upstream_error)."),
 	}
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.handshakes, c.sessions, c.pending, c.packets, c.bytes, c.drops, c.rateLimited, c.rateLimitedSources, c.backends, c.totalSessions, c.upstreams, c.cookiesSent, c.cookiesTaken, c.refused, c.pressure, c.gatewayPressure} {
+	for _, d := range []*prometheus.Desc{c.handshakes, c.sessions, c.pending, c.packets, c.bytes, c.drops, c.rateLimited, c.rateLimitedSources, c.backends, c.totalSessions, c.upstreams, c.cookiesSent, c.cookiesTaken, c.refused, c.pressure, c.gatewayPressure, c.groDatagrams, c.gsoDatagrams, c.offloadFallbacks, c.offloadActive, c.upstreamErrors} {
 		ch <- d
 	}
 }
@@ -132,6 +139,25 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.backends, prometheus.GaugeValue, float64(len(t.backends)))
 	ch <- prometheus.MustNewConstMetric(c.totalSessions, prometheus.GaugeValue, float64(sessions))
 	ch <- prometheus.MustNewConstMetric(c.upstreams, prometheus.GaugeValue, float64(upstreams))
+	ch <- prometheus.MustNewConstMetric(c.upstreamErrors, prometheus.CounterValue, float64(c.g.upstreamErrors.Load()))
+	off := &c.g.off
+	st := off.stats()
+	ch <- prometheus.MustNewConstMetric(c.groDatagrams, prometheus.CounterValue, float64(st.groDatagrams))
+	ch <- prometheus.MustNewConstMetric(c.gsoDatagrams, prometheus.CounterValue, float64(st.gsoDatagrams))
+	for _, f := range []struct {
+		reason string
+		n      uint64
+	}{
+		{"gro_unsupported", off.groUnsupported.Load()},
+		{"gso_unsupported", off.gsoUnsupported.Load()},
+		{"gso_disabled", off.gsoDisabled.Load()},
+		{"gso_resent", st.gsoResent},
+	} {
+		ch <- prometheus.MustNewConstMetric(c.offloadFallbacks, prometheus.CounterValue, float64(f.n), f.reason)
+	}
+	gro, gso := off.active()
+	ch <- prometheus.MustNewConstMetric(c.offloadActive, prometheus.GaugeValue, boolGauge(gro), "receive")
+	ch <- prometheus.MustNewConstMetric(c.offloadActive, prometheus.GaugeValue, boolGauge(gso), "send")
 }
 
 func boolGauge(b bool) float64 {

@@ -17,15 +17,14 @@ const Name = "wg-gateway"
 type Options struct {
 	Gateway Config
 
-	Source          string
-	File            string
-	FileInterval    time.Duration
-	Namespace       string
-	LabelSelector   string
-	PortName        string
-	DefaultPort     uint16
-	Kube            kube.ClientOptions
-	backendsFromAPI bool
+	Source        string
+	File          string
+	FileInterval  time.Duration
+	Namespace     string
+	LabelSelector string
+	PortName      string
+	DefaultPort   uint16
+	Kube          kube.ClientOptions
 }
 
 // NewOptions returns the defaults.
@@ -46,6 +45,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&c.HandshakeBurst, "handshake.burst", c.HandshakeBurst, "Burst of handshake initiations allowed from one source.")
 	fs.IntVar(&c.MaxRateLimitedSources, "handshake.max-sources", c.MaxRateLimitedSources, "Sources (IPv4 addresses, IPv6 /64s) the rate limiter tracks at most (bounded memory); when full, new sources are refused until idle ones are forgotten (within a second) and the gateway demands cookies.")
 	fs.Var(newCookieModeValue(&c.Cookies), "handshake.cookies", "When initiations need a valid gateway mac2 (WireGuard cookie): auto (under handshake pressure) or always.")
+	fs.BoolVar(&c.UDPOffload, "gateway.udp-offload", c.UDPOffload, "Use UDP receive offload (UDP_GRO) and segmentation offload (UDP_SEGMENT) where the kernel allows: a client's batch of packets is read, routed and sent on as one buffer. Sockets the kernel refuses fall back to one datagram at a time (see the udp_offload metrics).")
 
 	fs.StringVar(&o.Source, "backends.source", "kubernetes", "Where backends come from: kubernetes (labelled Services) or file (YAML, reloaded on change).")
 	fs.StringVar(&o.File, "backends.file", "", "Backends YAML file for --backends.source=file.")
@@ -57,15 +57,47 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	o.Kube.AddFlags(fs)
 }
 
-func (o *Options) Complete() error {
-	o.backendsFromAPI = o.Source == "kubernetes"
-	return nil
+func (o *Options) Complete() error { return nil }
+
+// configFlags names the flag of each Config field.
+var configFlags = map[string]string{
+	"ListenAddress":         "wireguard.listen-address",
+	"Shards":                "gateway.shards",
+	"BatchSize":             "gateway.batch-size",
+	"MaxSessions":           "sessions.max",
+	"MaxClientsPerBackend":  "sessions.max-clients-per-backend",
+	"PendingTimeout":        "sessions.pending-timeout",
+	"IdleTimeout":           "sessions.idle-timeout",
+	"HandshakeRate":         "handshake.rate-limit",
+	"HandshakeBurst":        "handshake.burst",
+	"MaxRateLimitedSources": "handshake.max-sources",
+	"Cookies":               "handshake.cookies",
+	"UDPOffload":            "gateway.udp-offload",
+}
+
+// flagErrors names the flag of each *ConfigError in err (a joined error).
+func flagErrors(err error) []error {
+	var errs []error
+	all := []error{err}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		all = j.Unwrap()
+	}
+	for _, e := range all {
+		var ce *ConfigError
+		if errors.As(e, &ce) {
+			if flag, ok := configFlags[ce.Field]; ok {
+				e = fmt.Errorf("--%s: %w", flag, ce.Err)
+			}
+		}
+		errs = append(errs, e)
+	}
+	return errs
 }
 
 func (o *Options) Validate() error {
 	var errs []error
 	if err := o.Gateway.Validate(); err != nil {
-		errs = append(errs, err)
+		errs = append(errs, flagErrors(err)...)
 	}
 	switch o.Source {
 	case "kubernetes":

@@ -272,6 +272,13 @@ func (s *shard) backendShard(b *backendState) *backendShard {
 // the rate limit and the cookie rule. pkt may be changed (an initiation gets the
 // backend's mac2 when the backend demanded one).
 func (s *shard) fromClient(src netip.AddrPort, pkt []byte, route *backendState, proven bool, now int64) (*upstream, netip.AddrPort, dropReason) {
+	return s.fromClientRun(src, pkt, 1, route, proven, now)
+}
+
+// fromClientRun is fromClient for pkt holding dgrams datagrams: a run of
+// transport messages with one receiver index cut from a coalesced buffer (see
+// splitter), routed once, or a single datagram (dgrams 1).
+func (s *shard) fromClientRun(src netip.AddrPort, pkt []byte, dgrams uint64, route *backendState, proven bool, now int64) (*upstream, netip.AddrPort, dropReason) {
 	typ, ok := wgproto.Type(pkt)
 	if !ok {
 		return nil, netip.AddrPort{}, dropMalformed
@@ -293,7 +300,7 @@ func (s *shard) fromClient(src netip.AddrPort, pkt []byte, route *backendState, 
 			wgproto.SetMAC2(pkt, &ss.cookie)
 		}
 		route.handshakes.Add(1)
-		return s.count(ss, toBackend, len(pkt))
+		return s.count(ss, toBackend, len(pkt), 1)
 	}
 	// Response (to a backend's initiation), cookie reply, transport: all carry the
 	// backend's index as receiver, and must come from the session's client address.
@@ -320,11 +327,11 @@ func (s *shard) fromClient(src netip.AddrPort, pkt []byte, route *backendState, 
 		}
 	}
 	ss.lastSeen = now
-	return s.count(ss, toBackend, len(pkt))
+	return s.count(ss, toBackend, len(pkt), dgrams)
 }
 
-func (s *shard) count(ss *session, dir int, n int) (*upstream, netip.AddrPort, dropReason) {
-	ss.counts[dir].packets++
+func (s *shard) count(ss *session, dir int, n int, dgrams uint64) (*upstream, netip.AddrPort, dropReason) {
+	ss.counts[dir].packets += dgrams
 	ss.counts[dir].bytes += uint64(n)
 	return ss.up, ss.backend.Endpoint, forwarded
 }
@@ -341,6 +348,12 @@ func (s *shard) setState(ss *session, st sessionState) {
 // cookie reply to one of the session's initiations, data for one of the client's
 // indexes, or a handshake the backend starts with a client it has answered.
 func (s *shard) fromBackend(up *upstream, src netip.AddrPort, pkt []byte, now int64) (netip.AddrPort, dropReason) {
+	return s.fromBackendRun(up, src, pkt, 1, now)
+}
+
+// fromBackendRun is fromBackend for pkt holding dgrams datagrams (see
+// fromClientRun).
+func (s *shard) fromBackendRun(up *upstream, src netip.AddrPort, pkt []byte, dgrams uint64, now int64) (netip.AddrPort, dropReason) {
 	ss := up.sessions[src]
 	if ss == nil {
 		return netip.AddrPort{}, dropNoSession
@@ -396,7 +409,7 @@ func (s *shard) fromBackend(up *upstream, src netip.AddrPort, pkt []byte, now in
 		s.addIndex(ss, wgproto.Sender(pkt))
 	}
 	ss.lastSeen = now
-	ss.counts[toClient].packets++
+	ss.counts[toClient].packets += dgrams
 	ss.counts[toClient].bytes += uint64(len(pkt))
 	return ss.client, forwarded
 }
