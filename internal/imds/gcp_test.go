@@ -13,6 +13,7 @@ import (
 
 	"github.com/trellis-garden/trellis/internal/imds"
 	"github.com/trellis-garden/trellis/internal/imds/imdsfake"
+	"github.com/trellis-garden/trellis/internal/testkit"
 )
 
 func newGCP(t *testing.T, o imds.GCPOptions) (*imdsfake.GCP, *imds.GCPClient, *clock) {
@@ -72,7 +73,7 @@ func queries(f *imdsfake.GCP, path string) []url.Values {
 // waitingOnAll waits until every item has a long poll waiting.
 func waitingOnAll(t *testing.T, f *imdsfake.GCP) {
 	t.Helper()
-	eventually(t, "long polls on all three items", func() bool {
+	testkit.Eventually(t, "long polls on all three items", func() bool {
 		return f.WaitingOn(imdsfake.GCPMaintenanceEventPath) == 1 && f.WaitingOn(imdsfake.GCPPreemptedPath) == 1 &&
 			f.WaitingOn(imdsfake.GCPUpcomingMaintenancePath) == 1
 	})
@@ -186,7 +187,7 @@ func TestGCPPreemptionWhileMaintenanceLongPollHeld(t *testing.T) {
 	f.FailNextOn(imdsfake.GCPMaintenanceEventPath, 1000, 503)
 	f.RenewMaintenanceEventETag() // ends its long poll (same value); the next reads fail
 	var errs []error
-	eventually(t, "maintenance-event failures reported", func() bool {
+	testkit.Eventually(t, "maintenance-event failures reported", func() bool {
 		r := receive(t, pollAsync(ctx, c))
 		if r.err != nil {
 			t.Fatalf("Poll failed although the other items answer: %v", r.err)
@@ -226,7 +227,7 @@ func TestGCPIdentityFollowsValueNotETag(t *testing.T) {
 	ctx := ctxT(t)
 	clk.Add(10 * time.Second)
 	ch := pollAsync(ctx, c)
-	eventually(t, "long poll", func() bool { return f.WaitingOn(imdsfake.GCPMaintenanceEventPath) == 1 })
+	testkit.Eventually(t, "long poll", func() bool { return f.WaitingOn(imdsfake.GCPMaintenanceEventPath) == 1 })
 	f.RenewMaintenanceEventETag()
 	r := receive(t, ch)
 	if r.err != nil || r.s.Version == first.Version {
@@ -237,14 +238,14 @@ func TestGCPIdentityFollowsValueNotETag(t *testing.T) {
 	}
 
 	ch = pollAsync(ctx, c)
-	eventually(t, "long poll", func() bool { return f.WaitingOn(imdsfake.GCPMaintenanceEventPath) == 1 })
+	testkit.Eventually(t, "long poll", func() bool { return f.WaitingOn(imdsfake.GCPMaintenanceEventPath) == 1 })
 	f.SetMaintenanceEvent("NONE")
 	if r := receive(t, ch); r.err != nil || len(r.s.Events) != 0 {
 		t.Fatalf("NONE: %+v %v", r.s, r.err)
 	}
 	clk.Add(time.Hour)
 	ch = pollAsync(ctx, c)
-	eventually(t, "long poll", func() bool { return f.WaitingOn(imdsfake.GCPMaintenanceEventPath) == 1 })
+	testkit.Eventually(t, "long poll", func() bool { return f.WaitingOn(imdsfake.GCPMaintenanceEventPath) == 1 })
 	f.SetMaintenanceEvent("TERMINATE_ON_HOST_MAINTENANCE")
 	r = receive(t, ch)
 	if r.err != nil || len(r.s.Events) != 1 || r.s.Events[0].ID != first.Events[0].ID ||
@@ -466,7 +467,7 @@ func TestGCPPollTimeoutAndCancel(t *testing.T) {
 	if re := wantRequestError(t, err, 0); !errors.Is(re, context.DeadlineExceeded) {
 		t.Fatalf("timeout: %v", err)
 	}
-	eventually(t, "long polls abandoned", func() bool { return f.Waiting() == 0 })
+	testkit.Eventually(t, "long polls abandoned", func() bool { return f.Waiting() == 0 })
 
 	// The ETags are unchanged, so the client long-polls again and a change ends it.
 	ch := pollAsync(ctxT(t), c)

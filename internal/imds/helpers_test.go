@@ -73,18 +73,6 @@ func startFake(t *testing.T, h interface{ Start() *imdsfake.Server }) *imdsfake.
 	return srv
 }
 
-// eventually polls cond until it holds or the deadline passes.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
-
 // countRequests counts logged requests with the given method and path.
 func countRequests(reqs []imdsfake.Request, method, path string) int {
 	n := 0

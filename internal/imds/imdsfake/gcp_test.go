@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"testing"
 	"time"
+
+	"github.com/trellis-garden/trellis/internal/testkit"
 )
 
 var gcpHeaders = map[string]string{"Metadata-Flavor": "Google"}
@@ -90,7 +92,7 @@ func TestGCPLongPoll(t *testing.T) {
 
 	// Same etag: waits until the value changes.
 	ch := gcpGet(t, url+"?wait_for_change=true&last_etag="+etag)
-	eventually(t, "long poll waiting", func() bool { return f.Waiting() == 1 })
+	testkit.Eventually(t, "long poll waiting", func() bool { return f.Waiting() == 1 })
 	f.SetMaintenanceEvent("NONE") // same value: no change
 	select {
 	case a := <-ch:
@@ -121,7 +123,7 @@ func TestGCPPreemptedLongPoll(t *testing.T) {
 	url := srv.URL + GCPPreemptedPath
 	first := receive(t, gcpGet(t, url))
 	ch := gcpGet(t, url+"?wait_for_change=true&last_etag="+first.etag)
-	eventually(t, "long poll waiting", func() bool { return f.Waiting() == 1 })
+	testkit.Eventually(t, "long poll waiting", func() bool { return f.Waiting() == 1 })
 	f.SetPreempted(true)
 	if a := receive(t, ch); a.body != "TRUE" {
 		t.Fatalf("preempted %+v", a)
@@ -133,7 +135,7 @@ func TestGCPCloseEndsLongPolls(t *testing.T) {
 	srv := f.Start()
 	_, etag := f.MaintenanceEvent()
 	ch := gcpGet(t, srv.URL+GCPMaintenanceEventPath+"?wait_for_change=true&last_etag="+etag)
-	eventually(t, "long poll waiting", func() bool { return f.Waiting() == 1 })
+	testkit.Eventually(t, "long poll waiting", func() bool { return f.Waiting() == 1 })
 	done := make(chan struct{})
 	go func() { srv.Close(); close(done) }()
 	select {

@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"strings"
 	"testing"
-	"time"
 )
 
 // do sends one request and returns status, body and headers.
@@ -32,16 +31,4 @@ func do(t *testing.T, method, url string, header map[string]string, body string)
 		t.Fatal(err)
 	}
 	return resp.StatusCode, string(b), resp.Header
-}
-
-// eventually polls cond until it holds or the deadline passes.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
 }
