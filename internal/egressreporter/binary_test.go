@@ -3,8 +3,6 @@ package egressreporter
 import (
 	"context"
 	"errors"
-	"io"
-	"net/http"
 	"net/netip"
 	"os/exec"
 	"strings"
@@ -16,6 +14,7 @@ import (
 	"github.com/trellis-garden/trellis/internal/egressprobe/probetest"
 	"github.com/trellis-garden/trellis/internal/testbin"
 	"github.com/trellis-garden/trellis/internal/testenv"
+	"github.com/trellis-garden/trellis/internal/testkit"
 )
 
 // startBinary runs bin with args and returns the process and its web address
@@ -24,16 +23,6 @@ func startBinary(t *testing.T, bin string, args ...string) (*exec.Cmd, string) {
 	t.Helper()
 	cmd := exec.Command(bin, append(args, "--web.listen-address=127.0.0.1:0", "--log.format=json")...)
 	return cmd, testbin.Start(t, cmd)
-}
-
-func httpGet(url string) (int, string) {
-	resp, err := http.Get(url)
-	if err != nil {
-		return 0, err.Error()
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(body)
 }
 
 // TestBinary builds cmd/egress-reporter and runs the probe (against a loopback
@@ -91,14 +80,14 @@ func TestBinary(t *testing.T) {
 		}
 		return cm.Data[EgressCIDRsKey]
 	}
-	waitFor(t, "the first egressCIDRs", func() bool { return egress() == "198.51.100.0/24,203.0.113.50/32" })
+	testkit.Eventually(t, "the first egressCIDRs", func() bool { return egress() == "198.51.100.0/24,203.0.113.50/32" })
 	leads := func(web string) bool {
-		_, m := httpGet("http://" + web + "/metrics")
+		_, m := testkit.Get("http://" + web + "/metrics")
 		return strings.Contains(m, "\ntrellis_egress_reporter_leader 1\n")
 	}
 	var leader, follower *exec.Cmd
 	var web, followerWeb string
-	waitFor(t, "one leader", func() bool {
+	testkit.Eventually(t, "one leader", func() bool {
 		la, lb := leads(webA), leads(webB)
 		switch {
 		case la && !lb:
@@ -111,9 +100,9 @@ func TestBinary(t *testing.T) {
 		return true
 	})
 	for _, w := range []string{webA, webB, probeWeb} {
-		waitFor(t, "readiness of "+w, func() bool { code, _ := httpGet("http://" + w + "/readyz"); return code == 200 })
+		testkit.Eventually(t, "readiness of "+w, func() bool { code, _ := testkit.Get("http://" + w + "/readyz"); return code == 200 })
 	}
-	_, metrics := httpGet("http://" + web + "/metrics")
+	_, metrics := testkit.Get("http://" + web + "/metrics")
 	for _, want := range []string{"trellis_egress_reporter_build_info{", "trellis_egress_reporter_changes_total ",
 		`trellis_egress_reporter_published_cidrs{family="ipv4"} 2`, `trellis_egress_reporter_applies_total{result="success"}`} {
 		if !strings.Contains(metrics, want) {
@@ -124,14 +113,14 @@ func TestBinary(t *testing.T) {
 	// The leader goes (SIGTERM, exit 0, Lease released); the follower takes over
 	// and follows the node's new address.
 	testbin.Terminate(t, leader)
-	waitFor(t, "the follower to lead", func() bool { return leads(followerWeb) })
+	testkit.Eventually(t, "the follower to lead", func() bool { return leads(followerWeb) })
 	stun.Set(probetest.Answer, netip.MustParseAddr("203.0.113.51"))
-	waitFor(t, "the changed egressCIDRs", func() bool { return egress() == "198.51.100.0/24,203.0.113.51/32" })
+	testkit.Eventually(t, "the changed egressCIDRs", func() bool { return egress() == "198.51.100.0/24,203.0.113.51/32" })
 	n, err := env.Client.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
 	if err != nil || n.Annotations[AddressAnnotation] != "203.0.113.51" {
 		t.Fatalf("node annotations %v, %v", n.Annotations, err)
 	}
-	_, metrics = httpGet("http://" + probeWeb + "/metrics")
+	_, metrics = testkit.Get("http://" + probeWeb + "/metrics")
 	for _, want := range []string{"trellis_egress_probe_build_info{", `trellis_egress_probe_attempts_total{family="ipv4",method="stun",result="success",server="` + stun.Addr + `"}`,
 		`trellis_egress_probe_address_info{address="203.0.113.51",family="ipv4"} 1`, `trellis_egress_probe_node_writes_total{result="success"}`} {
 		if !strings.Contains(metrics, want) {

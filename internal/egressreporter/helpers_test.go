@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -22,21 +23,10 @@ import (
 
 	"github.com/trellis-garden/trellis/internal/kube"
 	"github.com/trellis-garden/trellis/internal/testenv"
+	"github.com/trellis-garden/trellis/internal/testkit"
 )
 
 func discard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
-
-// waitFor polls cond until it holds or 30 s pass.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
 
 // startShoot starts a second, independent API server for the shoot.
 func startShoot(t *testing.T) *testenv.Env {
@@ -252,22 +242,19 @@ func testOptions(sources ...string) *Options {
 // caches may lag behind the test's writes.
 func syncUntil(t *testing.T, r *Reporter, client kubernetes.Interface, want string) {
 	t.Helper()
-	var last error
-	var got string
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if last = r.Sync(context.Background(), true); last == nil {
-			cm, err := client.CoreV1().ConfigMaps(ShootInfoNamespace).Get(context.Background(), ShootInfoName, metav1.GetOptions{})
-			if err == nil && cm.Data[EgressCIDRsKey] == want {
-				return
-			}
-			got = cm.Data[EgressCIDRsKey]
+	testkit.EventuallyNil(t, "egressCIDRs "+want, func() error {
+		if err := r.Sync(context.Background(), true); err != nil {
+			return fmt.Errorf("sync: %w", err)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for egressCIDRs %q: last value %q, last sync error %v", want, got, last)
+		cm, err := client.CoreV1().ConfigMaps(ShootInfoNamespace).Get(context.Background(), ShootInfoName, metav1.GetOptions{})
+		if err != nil {
+			return err
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		if got := cm.Data[EgressCIDRsKey]; got != want {
+			return fmt.Errorf("egressCIDRs %q", got)
+		}
+		return nil
+	})
 }
 
 // annotateNode creates (if needed) a Node with probe annotations, as the probe

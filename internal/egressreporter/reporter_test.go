@@ -14,6 +14,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/trellis-garden/trellis/internal/testenv"
+	"github.com/trellis-garden/trellis/internal/testkit"
 )
 
 // TestSeedMode runs the reporter as in a seed: the Infrastructure (Gardener's
@@ -48,7 +49,7 @@ func TestSeedMode(t *testing.T) {
 	if testutil.ToFloat64(r.m.sourceProblems.WithLabelValues(SourceInfrastructure)) == 0 || testutil.ToFloat64(r.m.probeNodes.WithLabelValues("invalid")) != 1 {
 		t.Fatal("invalid entries not counted")
 	}
-	waitFor(t, "the change Event", func() bool { return len(eventsWith(t, shoot.Client, ReasonChanged)) == 1 })
+	testkit.Eventually(t, "the change Event", func() bool { return len(eventsWith(t, shoot.Client, ReasonChanged)) == 1 })
 
 	clock.Set(base.Add(DefaultHysteresisAdd))
 	const all = "3.74.173.24/32,63.177.125.178/32,203.0.113.7/32"
@@ -84,7 +85,7 @@ func TestSeedMode(t *testing.T) {
 	// --hysteresis.remove. The new probed address is published after add.
 	setInfrastructure(t, seed, ns, "crocus", nil)
 	clock.Set(base.Add(2*DefaultHysteresisAdd + time.Second))
-	waitFor(t, "the empty Infrastructure in the cache", func() bool {
+	testkit.Eventually(t, "the empty Infrastructure in the cache", func() bool {
 		ps, _ := r2.sources[0].observe(clock.Now())
 		return len(ps) == 0
 	})
@@ -95,7 +96,7 @@ func TestSeedMode(t *testing.T) {
 	// has refreshed its annotation.
 	t2 := base.Add(2*DefaultHysteresisAdd + time.Second + DefaultHysteresisRemove)
 	annotateNode(t, shoot.Client, "node-a", "203.0.113.8", t2)
-	waitFor(t, "the refreshed annotation in the cache", func() bool {
+	testkit.Eventually(t, "the refreshed annotation in the cache", func() bool {
 		ps, _ := r2.sources[1].observe(t2)
 		return FormatCIDRs(ps) == "203.0.113.8/32"
 	})
@@ -122,7 +123,7 @@ func TestConflictNeverForced(t *testing.T) {
 	shoot := startShoot(t)
 	// Nothing known: no shoot-info is created.
 	empty := testReporter(t, testOptions(SourceProbe), shoot.Config, shoot.Config, &fakeClock{now: time.Now()})
-	waitFor(t, "an empty sync", func() bool { return empty.Sync(context.Background(), true) == nil })
+	testkit.Eventually(t, "an empty sync", func() bool { return empty.Sync(context.Background(), true) == nil })
 	if _, err := shoot.Client.CoreV1().ConfigMaps(ShootInfoNamespace).Get(context.Background(), ShootInfoName, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 		t.Fatalf("shoot-info created without a value: %v", err)
 	}
@@ -138,7 +139,7 @@ func TestConflictNeverForced(t *testing.T) {
 		t.Fatalf("conflicts = %v, want 1", got)
 	}
 	checkShootInfo(t, shoot.Client, "1.2.3.4/32")
-	waitFor(t, "the conflict Event", func() bool {
+	testkit.Eventually(t, "the conflict Event", func() bool {
 		ev := eventsWith(t, shoot.Client, ReasonConflict)
 		return len(ev) == 1 && ev[0].Type == "Warning" && strings.Contains(ev[0].Message, "gardenlet")
 	})
@@ -188,19 +189,19 @@ func TestAPIServerOutage(t *testing.T) {
 	t.Cleanup(func() { cancel(); <-done })
 	isReady := func() bool { mu.Lock(); defer mu.Unlock(); return ready == nil }
 
-	waitFor(t, "readiness", isReady)
+	testkit.Eventually(t, "readiness", isReady)
 	checkShootInfo(t, shoot.Client, "203.0.113.1/32")
 
 	px.setDown(true)
-	waitFor(t, "readiness to fail", func() bool { return !isReady() })
+	testkit.Eventually(t, "readiness to fail", func() bool { return !isReady() })
 	if testutil.ToFloat64(r.m.applies.WithLabelValues(resultError)) == 0 {
 		t.Fatal("failed applies not counted")
 	}
 	// Meanwhile someone drops the key (writing directly, not through the proxy).
 	writeShootInfoAsGardenlet(t, shoot.Client, map[string]string{EgressCIDRsKey: ""})
 	px.setDown(false)
-	waitFor(t, "readiness after the outage", isReady)
-	waitFor(t, "the key written back", func() bool {
+	testkit.Eventually(t, "readiness after the outage", isReady)
+	testkit.Eventually(t, "the key written back", func() bool {
 		return shootInfo(t, shoot.Client).Data[EgressCIDRsKey] == "203.0.113.1/32"
 	})
 	cancel()

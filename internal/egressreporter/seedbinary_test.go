@@ -13,6 +13,7 @@ import (
 	"github.com/trellis-garden/trellis/internal/egressprobe/probetest"
 	"github.com/trellis-garden/trellis/internal/testbin"
 	"github.com/trellis-garden/trellis/internal/testenv"
+	"github.com/trellis-garden/trellis/internal/testkit"
 )
 
 // installRBAC creates the RBAC objects of a deploy folder for real; namespaced
@@ -86,13 +87,13 @@ func TestBinarySeedMode(t *testing.T) {
 		"--source=infrastructure,probe", "--infrastructure.namespace="+ns, "--hysteresis.add=0s", "--sync.interval=200ms",
 		"--leader-elect", "--leader-elect.namespace="+ns)
 	const want = "3.74.173.24/32,203.0.113.60/32"
-	waitFor(t, "egressCIDRs in the shoot", func() bool {
+	testkit.Eventually(t, "egressCIDRs in the shoot", func() bool {
 		cm, err := shoot.Client.CoreV1().ConfigMaps(ShootInfoNamespace).Get(ctx, ShootInfoName, metav1.GetOptions{})
 		return err == nil && cm.Data[EgressCIDRsKey] == want
 	})
 	checkShootInfo(t, shoot.Client, want)
-	waitFor(t, "readiness", func() bool { code, _ := httpGet("http://" + web + "/readyz"); return code == 200 })
-	waitFor(t, "the change Event in the shoot", func() bool { return len(eventsWith(t, shoot.Client, ReasonChanged)) > 0 })
+	testkit.Eventually(t, "readiness", func() bool { code, _ := testkit.Get("http://" + web + "/readyz"); return code == 200 })
+	testkit.Eventually(t, "the change Event in the shoot", func() bool { return len(eventsWith(t, shoot.Client, ReasonChanged)) > 0 })
 	if _, err := seed.Client.CoordinationV1().Leases(ns).Get(ctx, "trellis-"+Name, metav1.GetOptions{}); err != nil {
 		t.Fatalf("no Lease in the seed namespace: %v", err)
 	}
