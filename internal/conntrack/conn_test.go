@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/netip"
 	"sync"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/trellis-garden/trellis/internal/conntrack"
 	"github.com/trellis-garden/trellis/internal/netnstest"
+	"github.com/trellis-garden/trellis/internal/testkit"
 )
 
 // Header allowance: conntrack counts IP packets, headers included. TCP over IPv4
@@ -33,47 +33,10 @@ func twoNodes(t *testing.T) (a, b *netnstest.NS) {
 	return a, b
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // transfer sends up bytes from a to b over TCP and down bytes back, then closes.
 func transfer(t *testing.T, a, b *netnstest.NS, up, down int) (clientPort, serverPort uint16) {
 	ln := b.Listen(t, "tcp4", "192.0.2.2:0")
-	done := make(chan error, 1)
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			done <- err
-			return
-		}
-		defer c.Close()
-		if _, err := io.CopyN(io.Discard, c, int64(up)); err != nil {
-			done <- err
-			return
-		}
-		_, err = c.Write(make([]byte, down))
-		done <- err
-	}()
-	c := a.Dial(t, "tcp4", ln.Addr().String())
-	if _, err := c.Write(make([]byte, up)); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := io.CopyN(io.Discard, c, int64(down)); err != nil {
-		t.Fatal(err)
-	}
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
-	_ = c.Close()
-	return uint16(c.LocalAddr().(*net.TCPAddr).Port), uint16(ln.Addr().(*net.TCPAddr).Port)
+	return a.Exchange(t, ln, ln.Addr().String(), up, down)
 }
 
 func checkBytes(t *testing.T, what string, got, pkts uint64, payload int) {
@@ -131,7 +94,7 @@ func TestDumpAndDestroy(t *testing.T) {
 	checkBytes(t, "reply", got.ReplyBytes, got.ReplyPackets, down)
 
 	flush(t, a)
-	waitFor(t, "the DESTROY event", func() bool {
+	testkit.Eventually(t, "the DESTROY event", func() bool {
 		select {
 		case err := <-listenErr:
 			t.Fatalf("listen: %v", err)

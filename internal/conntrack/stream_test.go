@@ -11,6 +11,7 @@ import (
 
 	"github.com/trellis-garden/trellis/internal/conntrack"
 	"github.com/trellis-garden/trellis/internal/netnstest"
+	"github.com/trellis-garden/trellis/internal/testkit"
 )
 
 func entries(n int, base uint16) []conntrack.Flow {
@@ -129,18 +130,18 @@ func TestListenGoesOnAfterOverflow(t *testing.T) {
 		flush(t, ns)
 	}
 	close(stall)
-	waitFor(t, "an overflow report", func() bool { return overflows.Load() > 0 })
+	testkit.Eventually(t, "an overflow report", func() bool { return overflows.Load() > 0 })
 	// Still listening: once the backlog is read (an idle report), new entries'
 	// DESTROY events arrive (few enough for the tiny buffer), and the reader
 	// goes idle again.
 	drained := time.Now()
-	waitFor(t, "the backlog to be read", func() bool { mu.Lock(); defer mu.Unlock(); return lastIdle.After(drained) })
+	testkit.Eventually(t, "the backlog to be read", func() bool { mu.Lock(); defer mu.Unlock(); return lastIdle.After(drained) })
 	before := events.Load()
 	if err := conn.Create(entries(3, 9000), time.Hour); err != nil {
 		t.Fatal(err)
 	}
 	mark := time.Now()
 	flush(t, ns)
-	waitFor(t, "events after the overflow", func() bool { return events.Load() >= before+3 })
-	waitFor(t, "an idle report", func() bool { mu.Lock(); defer mu.Unlock(); return lastIdle.After(mark) })
+	testkit.Eventually(t, "events after the overflow", func() bool { return events.Load() >= before+3 })
+	testkit.Eventually(t, "an idle report", func() bool { mu.Lock(); defer mu.Unlock(); return lastIdle.After(mark) })
 }

@@ -7,6 +7,7 @@ package netnstest
 
 import (
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -129,6 +130,41 @@ func (n *NS) Dial(t testing.TB, network, addr string) net.Conn {
 	}
 	t.Cleanup(func() { _ = c.Close() })
 	return c
+}
+
+// Exchange is one TCP connection of known size from n: it dials addr (served by
+// ln, which may be in another namespace), sends up bytes, reads down bytes the
+// server sends back, and closes both ends. It returns the client's and the
+// server's ports, the flow's keys in a conntrack table.
+func (n *NS) Exchange(t testing.TB, ln net.Listener, addr string, up, down int) (clientPort, serverPort uint16) {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			done <- err
+			return
+		}
+		defer c.Close()
+		if _, err := io.CopyN(io.Discard, c, int64(up)); err != nil {
+			done <- err
+			return
+		}
+		_, err = c.Write(make([]byte, down))
+		done <- err
+	}()
+	c := n.Dial(t, "tcp4", addr)
+	if _, err := c.Write(make([]byte, up)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.CopyN(io.Discard, c, int64(down)); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	_ = c.Close()
+	return uint16(c.LocalAddr().(*net.TCPAddr).Port), uint16(ln.Addr().(*net.TCPAddr).Port)
 }
 
 // Veth joins a and b with a veth pair (aName in a, bName in b), gives each end
