@@ -229,7 +229,7 @@ func TestRebootDrainBlockedByPDBThenApproved(t *testing.T) {
 	if n := testutil.CollectAndCount(r.c.m.drainDuration); n != 1 {
 		t.Errorf("drain duration series = %d", n)
 	}
-	if err := testutil.GatherAndCompare(r.reg, strings.NewReader(""), "trellis_event_watcher_events"); err != nil {
+	if err := testutil.GatherAndCompare(r.reg, strings.NewReader(""), "trellis_event_watcher_active_events"); err != nil {
 		t.Errorf("events gauge after the event: %v", err)
 	}
 }

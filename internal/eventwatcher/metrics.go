@@ -38,7 +38,7 @@ func newMetrics(namespace string) *metrics {
 			Help: "Scheduled events seen entering a status: scheduled, started, completed or canceled.",
 		}, []string{"provider", "type", "status"}),
 		events: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Namespace: namespace, Name: "events",
+			Namespace: namespace, Name: "active_events",
 			Help: "Scheduled events announced for this VM at the last successful poll, by status (scheduled, started).",
 		}, []string{"provider", "type", "status"}),
 		actions: prometheus.NewCounterVec(prometheus.CounterOpts{

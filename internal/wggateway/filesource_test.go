@@ -238,11 +238,11 @@ func TestSourceMetricsRegistration(t *testing.T) {
 		t.Errorf("updates = %v, want 2 (shared series)", got)
 	}
 	for _, r := range allSkipReasons {
-		if got := sourceMetric(t, reg, "trellis_wg_gateway_backend_invalid_total", "source", "file", "reason", string(r)); got != 0 {
-			t.Errorf("backend_invalid_total{reason=%s} = %v, want 0 from the start", r, got)
+		if got := sourceMetric(t, reg, "trellis_wg_gateway_backend_problems_total", "source", "file", "reason", string(r)); got != 0 {
+			t.Errorf("backend_problems_total{reason=%s} = %v, want 0 from the start", r, got)
 		}
 	}
-	for _, name := range []string{"trellis_wg_gateway_backends_invalid", "trellis_wg_gateway_backend_source_errors_total"} {
+	for _, name := range []string{"trellis_wg_gateway_invalid_backends", "trellis_wg_gateway_backend_source_errors_total"} {
 		if got := sourceMetric(t, reg, name, "source", "file"); got != 0 {
 			t.Errorf("%s = %v, want 0", name, got)
 		}
@@ -272,15 +272,15 @@ func TestSourceProblemTrackerReportsChangesOnce(t *testing.T) {
 	if got := tr.set(map[string]sourceProblem{"a": {skipMissingKey, "y"}, "b": bad}); !slices.Equal(got, []string{"a", "b"}) {
 		t.Fatalf("changed problem = %v", got)
 	}
-	if got := sourceMetric(t, reg, "t_backend_invalid_total", "source", "file", "reason", "invalid_key"); got != 2 {
+	if got := sourceMetric(t, reg, "t_backend_problems_total", "source", "file", "reason", "invalid_key"); got != 2 {
 		t.Errorf("invalid_key total = %v, want 2", got)
 	}
-	if got := sourceMetric(t, reg, "t_backends_invalid", "source", "file"); got != 2 {
-		t.Errorf("backends_invalid = %v, want 2", got)
+	if got := sourceMetric(t, reg, "t_invalid_backends", "source", "file"); got != 2 {
+		t.Errorf("invalid_backends = %v, want 2", got)
 	}
 	tr.set(nil)
-	if got := sourceMetric(t, reg, "t_backends_invalid", "source", "file"); got != 0 {
-		t.Errorf("backends_invalid after recovery = %v, want 0", got)
+	if got := sourceMetric(t, reg, "t_invalid_backends", "source", "file"); got != 0 {
+		t.Errorf("invalid_backends after recovery = %v, want 0", got)
 	}
 	if n := strings.Count(buf.String(), "skipping invalid backend"); n != 3 {
 		t.Errorf("logged %d problems, want 3:\n%s", n, buf)
@@ -466,12 +466,12 @@ func TestFileSourceSkipsInvalidEntries(t *testing.T) {
 		var total float64
 		for r, want := range reasons {
 			total += want
-			if got := sourceMetric(t, reg, "test_backend_invalid_total", "source", "file", "reason", string(r)); got != want {
-				t.Errorf("backend_invalid_total{reason=%s} = %v, want %v", r, got, want)
+			if got := sourceMetric(t, reg, "test_backend_problems_total", "source", "file", "reason", string(r)); got != want {
+				t.Errorf("backend_problems_total{reason=%s} = %v, want %v", r, got, want)
 			}
 		}
-		if got := sourceMetric(t, reg, "test_backends_invalid", "source", "file"); got != total {
-			t.Errorf("backends_invalid = %v, want %v", got, total)
+		if got := sourceMetric(t, reg, "test_invalid_backends", "source", "file"); got != total {
+			t.Errorf("invalid_backends = %v, want %v", got, total)
 		}
 	}
 	check()
@@ -598,7 +598,7 @@ func TestFileSourceResolvesHostNames(t *testing.T) {
 	runSource(t, src, u)
 	// b does not resolve: skipped; a gets its lowest address.
 	u.waitFor(t, []Backend{{Name: "a", PublicKey: ka, Endpoint: netip.MustParseAddrPort("10.0.0.3:51820")}})
-	if got := sourceMetric(t, reg, "test_backend_invalid_total", "source", "file", "reason", "no_address"); got != 1 {
+	if got := sourceMetric(t, reg, "test_backend_problems_total", "source", "file", "reason", "no_address"); got != 1 {
 		t.Errorf("no_address = %v, want 1", got)
 	}
 

@@ -254,12 +254,12 @@ func TestKubeSourceFollowsServices(t *testing.T) {
 	metric := func(name string, labels ...string) float64 {
 		return sourceMetric(t, reg, "trellis_wg_gateway_"+name, append([]string{"source", "kubernetes"}, labels...)...)
 	}
-	if got := metric("backends_invalid"); got != 3 {
-		t.Errorf("backends_invalid = %v, want 3 (headless, badkey, dup)", got)
+	if got := metric("invalid_backends"); got != 3 {
+		t.Errorf("invalid_backends = %v, want 3 (headless, badkey, dup)", got)
 	}
 	for reason, want := range map[string]float64{"no_address": 1, "invalid_key": 1, "duplicate_key": 1, "missing_key": 0, "invalid_port": 0} {
-		if got := metric("backend_invalid_total", "reason", reason); got != want {
-			t.Errorf("backend_invalid_total{reason=%s} = %v, want %v", reason, got, want)
+		if got := metric("backend_problems_total", "reason", reason); got != want {
+			t.Errorf("backend_problems_total{reason=%s} = %v, want %v", reason, got, want)
 		}
 	}
 	if got := metric("backend_source_updates_total"); got != 1 {
@@ -331,7 +331,7 @@ func TestKubeSourceFollowsServices(t *testing.T) {
 	if n := events.count("badkey"); n != 1 {
 		t.Errorf("%d Events recorded for badkey, want 1 (only when the problem appears)", n)
 	}
-	if got := metric("backend_invalid_total", "reason", "invalid_key"); got != 1 {
+	if got := metric("backend_problems_total", "reason", "invalid_key"); got != 1 {
 		t.Errorf("invalid_key counted %v times, want once", got)
 	}
 
@@ -359,8 +359,8 @@ func TestKubeSourceFollowsServices(t *testing.T) {
 	want = slices.DeleteFunc(want, func(b Backend) bool { return b.Name == ns+"/b" })
 	u.waitFor(t, want)
 
-	if got := metric("backends_invalid"); got != 1 {
-		t.Errorf("backends_invalid = %v, want 1 (headless)", got)
+	if got := metric("invalid_backends"); got != 1 {
+		t.Errorf("invalid_backends = %v, want 1 (headless)", got)
 	}
 	if got := metric("backend_source_updates_total"); got != float64(u.count()) {
 		t.Errorf("updates_total = %v, update called %d times", got, u.count())

@@ -30,7 +30,7 @@ const (
 )
 
 // skipReason says why a backend was skipped; a short static word, used as the
-// reason label of backend_invalid_total.
+// reason label of backend_problems_total.
 type skipReason string
 
 const (
@@ -69,12 +69,12 @@ func NewSourceMetrics(reg prometheus.Registerer, namespace string) *SourceMetric
 	m := &SourceMetrics{
 		invalid: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: namespace,
-			Name:      "backends_invalid",
+			Name:      "invalid_backends",
 			Help:      "Backend entries (Services or file entries) currently skipped because they are invalid.",
 		}, []string{"source"}),
 		invalidTotal: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace,
-			Name:      "backend_invalid_total",
+			Name:      "backend_problems_total",
 			Help:      "Times a backend entry was found invalid (counted when the problem appears or changes), by reason.",
 		}, []string{"source", "reason"}),
 		updates: prometheus.NewCounterVec(prometheus.CounterOpts{
