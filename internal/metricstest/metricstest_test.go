@@ -66,10 +66,10 @@ func TestChecksCatch(t *testing.T) {
 	}
 	problems := strings.Join(slices.Concat(checkNames(ns, fams), checkLint(reg), checkDoc(doc, ns, fams)), "\n")
 	for _, want := range []string{
-		"trellis_y_things: not in the daemon's namespace",                // namespace
+		"trellis_y_things: not in the daemon's namespace",                  // namespace
 		"lint: trellis_x_requests: counter metrics should have \"_total\"", // lint
-		"lint: trellis_x_latency_milliseconds: use base unit",            // lint: units
-		"trellis_x_queue_entries is not in the metrics table",            // missing row
+		"lint: trellis_x_latency_milliseconds: use base unit",              // lint: units
+		"trellis_x_queue_entries is not in the metrics table",              // missing row
 		"trellis_x_latency_milliseconds is a gauge, the table says \"histogram\"",
 		"trellis_x_requests has the label code, not named",
 		"trellis_x_gone_total is in the table but not registered",
