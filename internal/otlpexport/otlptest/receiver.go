@@ -19,6 +19,8 @@ import (
 	"time"
 
 	metricspb "go.opentelemetry.io/proto/otlp/metrics/v1"
+
+	"github.com/trellis-garden/trellis/internal/testkit"
 )
 
 // Request is one export request a Receiver got.
@@ -192,7 +194,7 @@ func (r *Receiver) DataPoints() []DataPoint {
 func (r *Receiver) WaitDataPoints(t testing.TB, n int, timeout time.Duration) []DataPoint {
 	t.Helper()
 	var dps []DataPoint
-	if !poll(timeout, func() bool { dps = r.DataPoints(); return len(dps) >= n }) {
+	if !testkit.Until(timeout, func() bool { dps = r.DataPoints(); return len(dps) >= n }) {
 		t.Fatalf("otlptest: %d data points after %s, want %d", len(dps), timeout, n)
 	}
 	return dps
@@ -203,24 +205,10 @@ func (r *Receiver) WaitDataPoints(t testing.TB, n int, timeout time.Duration) []
 func (r *Receiver) WaitRequests(t testing.TB, n int, timeout time.Duration) []Request {
 	t.Helper()
 	var reqs []Request
-	if !poll(timeout, func() bool { reqs = r.Requests(); return len(reqs) >= n }) {
+	if !testkit.Until(timeout, func() bool { reqs = r.Requests(); return len(reqs) >= n }) {
 		t.Fatalf("otlptest: %d requests after %s, want %d", len(reqs), timeout, n)
 	}
 	return reqs
-}
-
-// poll calls cond every few milliseconds until it holds or timeout passes.
-func poll(timeout time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(timeout)
-	for {
-		if cond() {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 // admit records a request and decides its answer: okCode with the current partial
