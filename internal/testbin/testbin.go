@@ -5,9 +5,11 @@ package testbin
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
 	"io"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -28,6 +30,23 @@ func Build(t testing.TB, name string) string {
 		t.Fatalf("go build ./cmd/%s: %v\n%s", name, err, out)
 	}
 	return bin
+}
+
+// UsageError runs bin with args, which must be bad flags: it fails the test
+// unless the binary exits 2 and its output names every string of want (each
+// problem named, not only the first).
+func UsageError(t testing.TB, bin string, args []string, want ...string) {
+	t.Helper()
+	out, err := exec.Command(bin, args...).CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 2 {
+		t.Fatalf("%s %v: %v, want exit status 2\n%s", filepath.Base(bin), args, err, out)
+	}
+	for _, w := range want {
+		if !strings.Contains(string(out), w) {
+			t.Errorf("%s %v: output does not name %q:\n%s", filepath.Base(bin), args, w, out)
+		}
+	}
 }
 
 // Terminate sends SIGTERM and fails the test unless the process exits 0 within

@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 func TestPoll(t *testing.T) {
@@ -126,5 +128,36 @@ func TestGet(t *testing.T) {
 	srv.Close()
 	if code, body := Get(srv.URL); code != 0 || !strings.Contains(body, "refused") {
 		t.Fatalf("Get of a closed server = %d %q, want 0 and the error", code, body)
+	}
+}
+
+func TestMetric(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	c := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "t_total"}, []string{"result", "kind"})
+	g := prometheus.NewGauge(prometheus.GaugeOpts{Name: "t_gauge"})
+	h := prometheus.NewHistogram(prometheus.HistogramOpts{Name: "t_seconds"})
+	reg.MustRegister(c, g, h)
+	c.WithLabelValues("ok", "a").Add(3)
+	c.WithLabelValues("error", "a").Add(2)
+	g.Set(-1.5)
+	h.Observe(1)
+	h.Observe(2)
+	for _, tc := range []struct {
+		name   string
+		labels []string
+		want   float64
+		ok     bool
+	}{
+		{"t_total", []string{"result", "error"}, 2, true},
+		{"t_total", []string{"result", "ok", "kind", "a"}, 3, true},
+		{"t_total", []string{"result", "ok", "kind", "b"}, 0, false},
+		{"t_total", []string{"result", "ok", "other", ""}, 3, true}, // absent is empty, as in PromQL
+		{"t_gauge", nil, -1.5, true},
+		{"t_seconds", nil, 2, true},
+		{"t_missing", nil, 0, false},
+	} {
+		if v, ok := Metric(t, reg, tc.name, tc.labels...); v != tc.want || ok != tc.ok {
+			t.Errorf("Metric(%s, %q) = %v, %v; want %v, %v", tc.name, tc.labels, v, ok, tc.want, tc.ok)
+		}
 	}
 }
