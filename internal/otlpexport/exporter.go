@@ -1,9 +1,12 @@
 package otlpexport
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"maps"
 	"sync"
@@ -13,6 +16,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	metricspb "go.opentelemetry.io/proto/otlp/metrics/v1"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/trellis-garden/trellis/internal/otlpexport/otlpcompress"
 )
 
 // Exporter queues OTLP metrics and sends them to one receiver. Enqueue and QueueLen
@@ -84,8 +89,9 @@ func segmentTarget(queueMax int64) int64 {
 // Enqueue adds one scrape batch to the queue and returns without waiting for the
 // network. With a QueueDir the batch is written and fsynced before Enqueue returns:
 // a crash afterwards loses nothing. A batch larger than MaxBatchBytes is split into
-// several records (one write, one fsync). When the queue is full the oldest records
-// are dropped and their data points counted.
+// several records (one write, one fsync). Each record is compressed once, here, as
+// the configured Compression (see encoding). When the queue is full the oldest
+// records are dropped and their data points counted.
 func (e *Exporter) Enqueue(rms []*metricspb.ResourceMetrics) error {
 	if len(rms) == 0 {
 		return nil
@@ -99,11 +105,11 @@ func (e *Exporter) Enqueue(rms []*metricspb.ResourceMetrics) error {
 		size += len(chunks) * 64 // repeated resource and scope fields; a guess for the buffer
 	}
 	now := time.Now().UnixNano()
-	buf := make([]byte, 0, size+len(chunks)*recordHeaderSize)
+	buf := make([]byte, 0, size)
+	recs := make([]record, 0, len(chunks))
 	ents := make([]entry, 0, len(chunks))
 	for _, c := range chunks {
 		start := len(buf)
-		buf = append(buf, make([]byte, recordHeaderSize)...)
 		// MetricsData and ExportMetricsServiceRequest have the same wire format: a
 		// repeated resource_metrics field 1.
 		var err error
@@ -111,57 +117,80 @@ func (e *Exporter) Enqueue(rms []*metricspb.ResourceMetrics) error {
 		if err != nil {
 			return fmt.Errorf("marshalling metrics: %w", err)
 		}
-		if len(buf)-start-recordHeaderSize > maxPayload {
-			return fmt.Errorf("a single data point of %d bytes exceeds the queue record limit", len(buf)-start-recordHeaderSize)
+		rec, ent, err := e.seal([][]byte{buf[start:len(buf):len(buf)]}, countPoints(c), now)
+		if err != nil {
+			return err
 		}
-		points := countPoints(c)
-		sealRecord(buf[start:], points, now)
-		ents = append(ents, entry{size: int64(len(buf) - start), points: points, enqueued: now})
+		recs, ents = append(recs, rec), append(ents, ent)
 	}
-	return e.q.append(buf, ents)
+	return e.q.appendRecords(recs, ents)
 }
 
 // EnqueueEncoded is Enqueue for a batch the caller has already encoded:
 // metricsData is a MetricsData (or ExportMetricsServiceRequest) message holding
-// dataPoints data points. It is queued as is, with the same durability, bounds and
-// metrics as Enqueue; a batch larger than MaxBatchBytes is split at data point
-// boundaries without decoding the points. metricsData is copied: the caller may
-// reuse it once EnqueueEncoded returns.
+// dataPoints data points. It is queued with the same durability, bounds,
+// compression and metrics as Enqueue; a batch larger than MaxBatchBytes is split
+// at data point boundaries without decoding the points. metricsData is not kept:
+// the caller may reuse it once EnqueueEncoded returns.
 func (e *Exporter) EnqueueEncoded(metricsData []byte, dataPoints int) error {
 	if len(metricsData) == 0 {
 		return nil
 	}
 	now := time.Now().UnixNano()
-	// The records are written from metricsData and the split framing without
-	// building a copy of the batch: a disk queue writes them out before returning,
-	// the memory queue copies them.
+	// The records are built from metricsData and the split framing without
+	// copying the batch first: compressed, or written out by a disk queue before
+	// returning (the memory queue copies them).
 	if len(metricsData) <= e.cfg.MaxBatchBytes {
-		points := uint64(max(dataPoints, 0))
-		var hdr [recordHeaderSize]byte
-		rec := sealParts(&hdr, [][]byte{metricsData}, points, now)
-		return e.q.appendRecords([]record{rec}, []entry{{size: int64(recordHeaderSize + len(metricsData)), points: points, enqueued: now}})
+		rec, ent, err := e.seal([][]byte{metricsData}, uint64(max(dataPoints, 0)), now)
+		if err != nil {
+			return err
+		}
+		return e.q.appendRecords([]record{rec}, []entry{ent})
 	}
 	chunks, err := splitEncoded(metricsData, e.cfg.MaxBatchBytes)
 	if err != nil {
 		return fmt.Errorf("splitting encoded metrics: %w", err)
 	}
-	hdrs := make([][recordHeaderSize]byte, len(chunks))
 	recs := make([]record, 0, len(chunks))
 	ents := make([]entry, 0, len(chunks))
-	for i, c := range chunks {
-		parts := chunkParts(c)
-		rec := sealParts(&hdrs[i], parts, c.points, now)
-		size := 0
-		for _, p := range parts {
-			size += len(p)
+	for _, c := range chunks {
+		rec, ent, err := e.seal(chunkParts(c), c.points, now)
+		if err != nil {
+			return err
 		}
-		if size > maxPayload {
-			return fmt.Errorf("a single data point of %d bytes exceeds the queue record limit", size)
-		}
-		recs = append(recs, rec)
-		ents = append(ents, entry{size: int64(recordHeaderSize + size), points: c.points, enqueued: now})
+		recs, ents = append(recs, rec), append(ents, ent)
 	}
 	return e.q.appendRecords(recs, ents)
+}
+
+// seal builds the record of one marshalled request, the concatenation of parts,
+// in the exporter's encoding: compressed into a new buffer, or (uncompressed)
+// referencing parts.
+func (e *Exporter) seal(parts [][]byte, points uint64, now int64) (record, entry, error) {
+	raw := 0
+	for _, p := range parts {
+		raw += len(p)
+	}
+	if raw > maxPayload {
+		return nil, entry{}, fmt.Errorf("a single data point of %d bytes exceeds the queue record limit", raw)
+	}
+	hdr := new([recordHeaderSize]byte)
+	enc := compressionEncoding(e.cfg.Compression)
+	if enc != encIdentity {
+		seg, crc, err := otlpcompress.AppendSegment(make([]byte, 0, raw/4+64), e.cfg.Compression, parts...)
+		if err != nil {
+			return nil, entry{}, fmt.Errorf("compressing metrics: %w", err)
+		}
+		seg = binary.LittleEndian.AppendUint32(seg, crc)
+		seg = binary.LittleEndian.AppendUint32(seg, uint32(raw))
+		parts = [][]byte{seg}
+	}
+	rec := sealParts(hdr, enc, parts, points, now)
+	size := recordHeaderSize
+	for _, p := range parts {
+		size += len(p)
+	}
+	return rec, entry{size: int64(size), points: points, enqueued: now, enc: enc, rawSize: raw}, nil
 }
 
 // Run sends the queue in order until ctx ends or the exporter is closed, and then
@@ -201,7 +230,15 @@ func (e *Exporter) Run(ctx context.Context) error {
 		if b.lastSeq >= isolateUntil {
 			isolateUntil = 0
 		}
-		out := e.export(ctx, b)
+		payload, err := e.wire(b)
+		if err != nil {
+			// Records that do not decompress: damaged in a way the checksums missed.
+			e.q.remove(b, reasonCorrupt)
+			e.m.corruptRecords.Add(float64(b.records))
+			e.log.Error("Dropping queue records that do not decompress", "error", err, "dataPoints", b.points)
+			continue
+		}
+		out := e.export(ctx, b, payload)
 		if reuse {
 			buf = b.payload[:0]
 		}
@@ -227,10 +264,52 @@ type outcome struct {
 	retryAfter time.Duration // the receiver's delay hint for a retry
 }
 
-// export sends b once and removes it from the queue when acknowledged or rejected.
-func (e *Exporter) export(ctx context.Context, b batch) outcome {
+// wire returns the request of b as the sender sends it: compressed as
+// configured. Records queued with another compression (before the configuration
+// changed) are decompressed and compressed again; that is the only compression
+// at send time.
+func (e *Exporter) wire(b batch) ([]byte, error) {
+	want := compressionEncoding(e.cfg.Compression)
+	if b.enc == want {
+		return b.payload, nil
+	}
+	raw := b.payload
+	if b.enc != encIdentity {
+		name := CompressionGzip
+		if b.enc == encZstd {
+			name = CompressionZstd
+		}
+		r, release, err := otlpcompress.NewReader(name, bytes.NewReader(b.payload))
+		if err != nil {
+			return nil, err
+		}
+		defer release()
+		// At most one byte more than the records say they hold.
+		if raw, err = readAppend(make([]byte, 0, b.rawSize), io.LimitReader(r, int64(b.rawSize)+1)); err != nil {
+			return nil, fmt.Errorf("decompressing %s records: %w", name, err)
+		}
+		if len(raw) != b.rawSize {
+			return nil, fmt.Errorf("decompressing %s records: %d bytes, the records say %d", name, len(raw), b.rawSize)
+		}
+	}
+	if want == encIdentity {
+		return raw, nil
+	}
+	return otlpcompress.Append(nil, e.cfg.Compression, raw)
+}
+
+// readAppend appends what r holds to dst.
+func readAppend(dst []byte, r io.Reader) ([]byte, error) {
+	buf := bytes.NewBuffer(dst)
+	_, err := buf.ReadFrom(r)
+	return buf.Bytes(), err
+}
+
+// export sends payload, the request of b, once and removes b from the queue when
+// acknowledged or rejected.
+func (e *Exporter) export(ctx context.Context, b batch, payload []byte) outcome {
 	start := time.Now()
-	ps, err := e.sender.send(ctx, b.payload)
+	ps, err := e.sender.send(ctx, payload)
 	if err != nil && ctx.Err() != nil {
 		return outcome{} // shutting down: neither success nor failure
 	}

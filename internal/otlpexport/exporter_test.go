@@ -168,11 +168,13 @@ func TestFullQueueDropsOldest(t *testing.T) {
 		t.Run(fmt.Sprintf("disk=%v", disk), func(t *testing.T) {
 			r := otlptest.NewGRPC(t)
 			cfg := testConfig(r, otlpexport.ProtocolGRPC)
+			// Uncompressed: every record has the same size.
+			cfg.Compression = otlpexport.CompressionNone
 			if disk {
 				cfg.QueueDir = t.TempDir()
 			}
 			// Learn the size of one record from a scratch exporter.
-			probe, err := otlpexport.New(otlpexport.Config{Endpoint: "127.0.0.1:1", Insecure: true}, nil, nil, "")
+			probe, err := otlpexport.New(otlpexport.Config{Endpoint: "127.0.0.1:1", Insecure: true, Compression: otlpexport.CompressionNone}, nil, nil, "")
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -2,11 +2,14 @@ package otlpexport
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
 	"time"
+
+	"github.com/trellis-garden/trellis/internal/otlpexport/otlpcompress"
 )
 
 // ErrClosed is returned by Enqueue after Close.
@@ -22,8 +25,10 @@ type entry struct {
 	off      int64  // disk: offset of the record in its segment
 	size     int64  // record bytes, header included
 	points   uint64
-	enqueued int64  // Unix nanoseconds
-	payload  []byte // memory store only
+	enqueued int64    // Unix nanoseconds
+	enc      encoding // of the payload
+	rawSize  int      // bytes of the marshalled request the payload holds
+	payload  []byte   // memory store only
 }
 
 func (e *entry) payloadLen() int { return int(e.size) - recordHeaderSize }
@@ -117,6 +122,9 @@ func (q *queue) appendRecords(recs []record, ents []entry) error {
 		return err
 	}
 	for _, e := range ents {
+		if e.enc == encIdentity {
+			e.rawSize = e.payloadLen()
+		}
 		e.seq = q.nextSeq
 		q.nextSeq++
 		q.entries = append(q.entries, e)
@@ -165,12 +173,18 @@ func (q *queue) dropOldestLocked(incoming int64) {
 	q.m.dropped.WithLabelValues(reasonFull).Add(float64(q.takeLocked(n)))
 }
 
-// batch is a run of consecutive records read for one export request.
+// batch is a run of consecutive records of one encoding read for one export
+// request.
 type batch struct {
 	lastSeq uint64
 	records int
 	points  uint64
-	payload []byte // concatenated record payloads: one ExportMetricsServiceRequest
+	// payload is one ExportMetricsServiceRequest in encoding enc: the
+	// concatenated record payloads (encIdentity), their gzip segments joined into
+	// one gzip member (encGzip), or their zstd frames (encZstd).
+	payload []byte
+	enc     encoding
+	rawSize int // bytes of the request uncompressed
 }
 
 // next waits until the queue holds records and returns the oldest ones whose
@@ -205,9 +219,13 @@ func (q *queue) tryNext(maxBytes int, dst []byte) (batch, error) {
 		if q.closed {
 			return batch{}, ErrClosed
 		}
-		n, size := 0, 0
-		for n < len(q.entries) && (n == 0 || size+q.entries[n].payloadLen() <= maxBytes) {
+		// At most maxBytes of uncompressed request (what receivers bound), one
+		// encoding (it changes only with the configuration).
+		n, size, raw := 0, 0, 0
+		for n < len(q.entries) && (n == 0 ||
+			(q.entries[n].enc == q.entries[0].enc && raw+q.entries[n].rawSize <= maxBytes)) {
 			size += q.entries[n].payloadLen()
+			raw += q.entries[n].rawSize
 			n++
 		}
 		if n == 0 {
@@ -228,26 +246,44 @@ func (q *queue) tryNext(maxBytes int, dst []byte) (batch, error) {
 // readLocked reads the first n records (size payload bytes). If a later record is
 // damaged, the batch ends before it; errCorrupt means the first one is.
 func (q *queue) readLocked(n, size int, dst []byte) (batch, error) {
-	if cap(dst) < size {
-		dst = make([]byte, 0, size)
+	enc := q.entries[0].enc
+	if need := size + gzipFraming; cap(dst) < need {
+		dst = make([]byte, 0, need)
 	}
-	b := batch{payload: dst[:0]}
+	b := batch{payload: dst[:0], enc: enc}
+	if enc == encGzip {
+		b.payload = otlpcompress.AppendGzipHeader(b.payload)
+	}
+	var crc uint32
 	for i := range n {
 		e := &q.entries[i]
 		p, err := q.st.readPayload(b.payload, e)
 		if errors.Is(err, errCorrupt) && i > 0 {
-			return b, nil // dropped when it reaches the head
+			break // dropped when it reaches the head
 		}
 		if err != nil {
 			return batch{}, fmt.Errorf("reading queued record: %w", err)
+		}
+		if enc != encIdentity {
+			// Joined without the segment trailers.
+			t := p[len(p)-segmentTrailerSize:]
+			crc = otlpcompress.CombineCRC32(crc, binary.LittleEndian.Uint32(t), uint64(binary.LittleEndian.Uint32(t[4:])))
+			p = p[:len(p)-segmentTrailerSize]
 		}
 		b.payload = p
 		b.lastSeq = e.seq
 		b.records++
 		b.points += e.points
+		b.rawSize += e.rawSize
+	}
+	if enc == encGzip {
+		b.payload = otlpcompress.AppendGzipTrailer(b.payload, crc, uint64(b.rawSize))
 	}
 	return b, nil
 }
+
+// gzipFraming is what joining gzip segments adds: header, final block, trailer.
+const gzipFraming = 10 + 5 + 8
 
 // remove removes the records of b that are still queued (a full queue may have
 // dropped some meanwhile). With a reason their data points are counted as dropped.

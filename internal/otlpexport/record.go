@@ -14,7 +14,73 @@ const (
 	maxPayload = 256 << 20
 )
 
-var recordMagic = [4]byte{'O', 'T', 'Q', 'R'}
+// Record magics, one per payload encoding: "OTQR" a marshalled request as is,
+// "OTQG" and "OTQZ" one compressed segment of it (see encoding).
+var (
+	recordMagic     = [4]byte{'O', 'T', 'Q', 'R'}
+	recordMagicGzip = [4]byte{'O', 'T', 'Q', 'G'}
+	recordMagicZstd = [4]byte{'O', 'T', 'Q', 'Z'}
+)
+
+// encoding is how a record's payload holds its marshalled request.
+type encoding uint8
+
+const (
+	// encIdentity: the payload is the marshalled request.
+	encIdentity encoding = iota
+	// encGzip: a gzip segment of it (otlpcompress.AppendSegment) followed by the
+	// segment trailer.
+	encGzip
+	// encZstd: a zstd frame of it followed by the segment trailer.
+	encZstd
+)
+
+// segmentTrailerSize is the trailer of a compressed payload: the CRC-32 (IEEE) and
+// the length of the uncompressed request, uint32 little endian each.
+const segmentTrailerSize = 8
+
+func (e encoding) magic() [4]byte {
+	switch e {
+	case encGzip:
+		return recordMagicGzip
+	case encZstd:
+		return recordMagicZstd
+	}
+	return recordMagic
+}
+
+// encodingOfMagic returns the encoding of a record magic.
+func encodingOfMagic(m [4]byte) (encoding, bool) {
+	switch m {
+	case recordMagic:
+		return encIdentity, true
+	case recordMagicGzip:
+		return encGzip, true
+	case recordMagicZstd:
+		return encZstd, true
+	}
+	return 0, false
+}
+
+// compressionEncoding is the record encoding of a Config.Compression.
+func compressionEncoding(name string) encoding {
+	switch name {
+	case CompressionGzip:
+		return encGzip
+	case CompressionZstd:
+		return encZstd
+	}
+	return encIdentity
+}
+
+// rawSize is the length of the marshalled request a checked payload of encoding
+// enc holds.
+func rawSize(enc encoding, payload []byte) int {
+	if enc == encIdentity || len(payload) < segmentTrailerSize {
+		return len(payload)
+	}
+	return int(binary.LittleEndian.Uint32(payload[len(payload)-4:]))
+}
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
@@ -29,6 +95,7 @@ var (
 
 // recordHeader is the decoded fixed part of a record.
 type recordHeader struct {
+	enc      encoding
 	length   uint32
 	points   uint64
 	enqueued int64 // Unix nanoseconds
@@ -57,14 +124,15 @@ func sealRecord(rec []byte, points uint64, enqueued int64) {
 // is the record (header and payload).
 type record [][]byte
 
-// sealParts fills hdr, the header of a record whose payload is the concatenation
-// of parts, and returns the record.
-func sealParts(hdr *[recordHeaderSize]byte, parts [][]byte, points uint64, enqueued int64) record {
+// sealParts fills hdr, the header of a record of encoding enc whose payload is the
+// concatenation of parts, and returns the record.
+func sealParts(hdr *[recordHeaderSize]byte, enc encoding, parts [][]byte, points uint64, enqueued int64) record {
 	n := 0
 	for _, p := range parts {
 		n += len(p)
 	}
-	copy(hdr[0:4], recordMagic[:])
+	m := enc.magic()
+	copy(hdr[0:4], m[:])
 	binary.LittleEndian.PutUint32(hdr[8:12], uint32(n))
 	binary.LittleEndian.PutUint64(hdr[12:20], points)
 	binary.LittleEndian.PutUint64(hdr[20:28], uint64(enqueued))
@@ -82,15 +150,17 @@ func parseHeader(b []byte) (recordHeader, error) {
 	if len(b) < recordHeaderSize {
 		return recordHeader{}, errShortRecord
 	}
-	if [4]byte(b[0:4]) != recordMagic {
+	enc, ok := encodingOfMagic([4]byte(b[0:4]))
+	if !ok {
 		return recordHeader{}, errBadMagic
 	}
 	h := recordHeader{
+		enc:      enc,
 		length:   binary.LittleEndian.Uint32(b[8:12]),
 		points:   binary.LittleEndian.Uint64(b[12:20]),
 		enqueued: int64(binary.LittleEndian.Uint64(b[20:28])),
 	}
-	if h.length > maxPayload {
+	if h.length > maxPayload || (enc != encIdentity && h.length < segmentTrailerSize) {
 		return h, errBadLength
 	}
 	return h, nil

@@ -27,9 +27,10 @@ func parseSegmentName(name string) (uint64, bool) {
 
 // scannedRecord is a valid record found in a segment.
 type scannedRecord struct {
-	off    int64
-	size   int64
-	header recordHeader
+	off     int64
+	size    int64
+	header  recordHeader
+	rawSize int // of the marshalled request the payload holds
 }
 
 // damage is a stretch of a segment that holds no valid record.
@@ -54,9 +55,9 @@ func scanSegment(data []byte) ([]scannedRecord, []damage) {
 		bad = append(bad, damage{off: 0, tail: off < 0})
 	}
 	for off >= 0 && off < len(data) {
-		h, _, n, err := decodeRecord(data[off:])
+		h, payload, n, err := decodeRecord(data[off:])
 		if err == nil {
-			recs = append(recs, scannedRecord{off: int64(off), size: int64(n), header: h})
+			recs = append(recs, scannedRecord{off: int64(off), size: int64(n), header: h, rawSize: rawSize(h.enc, payload)})
 			off += n
 			continue
 		}
@@ -74,7 +75,7 @@ func scanSegment(data []byte) ([]scannedRecord, []damage) {
 // resync returns the offset of the first valid record at or after from, -1 if none.
 func resync(data []byte, from int) int {
 	for from < len(data) {
-		i := bytes.Index(data[from:], recordMagic[:])
+		i := bytes.Index(data[from:], recordMagic[:3]) // "OTQ": every encoding
 		if i < 0 {
 			return -1
 		}

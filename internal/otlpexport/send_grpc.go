@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"io"
 	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -34,7 +35,7 @@ func newGRPCSender(cfg *Config) (*grpcSender, error) {
 		}
 		creds = credentials.NewTLS(tc)
 	}
-	conn, err := grpc.NewClient(cfg.Endpoint,
+	opts := []grpc.DialOption{
 		grpc.WithTransportCredentials(creds),
 		// Reconnect as fast as the export retries do: gRPC's own default backs off
 		// to 2 minutes, which would outlast a short receiver outage.
@@ -44,16 +45,32 @@ func newGRPCSender(cfg *Config) (*grpcSender, error) {
 			},
 			MinConnectTimeout: cfg.Timeout,
 		}),
-	)
+	}
+	if cfg.Compression != CompressionNone {
+		// The queue holds the requests compressed already: gRPC frames them as
+		// they are, with grpc-encoding set to the compression. Only the legacy
+		// per-connection Compressor can do that; a registered one (UseCompressor)
+		// is process-wide by name and would pass every gzip message through.
+		//lint:ignore SA1019 supported throughout grpc-go 1.x; see above
+		opts = append(opts, grpc.WithCompressor(precompressed(cfg.Compression)))
+	}
+	conn, err := grpc.NewClient(cfg.Endpoint, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("creating grpc client: %w", err)
 	}
-	opts := []grpc.CallOption{grpc.ForceCodecV2(grpcraw.Codec{})}
-	if cfg.Compression != CompressionNone {
-		opts = append(opts, grpc.UseCompressor(cfg.Compression))
-	}
-	return &grpcSender{cfg: cfg, conn: conn, opts: opts}, nil
+	return &grpcSender{cfg: cfg, conn: conn, opts: []grpc.CallOption{grpc.ForceCodecV2(grpcraw.Codec{})}}, nil
 }
+
+// precompressed is gRPC's legacy Compressor for messages that are compressed
+// already: it writes them as they are and names their compression.
+type precompressed string
+
+func (p precompressed) Do(w io.Writer, b []byte) error {
+	_, err := w.Write(b)
+	return err
+}
+
+func (p precompressed) Type() string { return string(p) }
 
 func (s *grpcSender) send(ctx context.Context, payload []byte) (partialSuccess, error) {
 	h, err := requestHeaders(s.cfg)
@@ -76,8 +93,8 @@ func (s *grpcSender) send(ctx context.Context, payload []byte) (partialSuccess, 
 }
 
 // reusesPayload tells whether send is done with its payload when it returns:
-// compressed, gRPC sends a compressed copy; uncompressed, its transport may
-// still hold the payload's buffer.
+// compressed, gRPC copies it (the legacy Compressor API); uncompressed, its
+// transport may still hold the payload's buffer.
 func (s *grpcSender) reusesPayload() bool { return s.cfg.Compression != CompressionNone }
 
 func (s *grpcSender) close() error { return s.conn.Close() }

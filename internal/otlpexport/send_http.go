@@ -15,8 +15,6 @@ import (
 
 	spb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/protobuf/proto"
-
-	"github.com/trellis-garden/trellis/internal/otlpexport/otlpcompress"
 )
 
 // maxResponseBytes bounds what is read of a receiver's response body.
@@ -50,17 +48,10 @@ func (s *httpSender) send(ctx context.Context, payload []byte) (partialSuccess, 
 	if err != nil {
 		return partialSuccess{}, err
 	}
-	body := payload
-	if s.cfg.Compression != CompressionNone {
-		// A new slice each time: the transport may still read a request body
-		// after Do returned.
-		if body, err = otlpcompress.Append(make([]byte, 0, len(payload)/4+64), s.cfg.Compression, payload); err != nil {
-			return partialSuccess{}, fmt.Errorf("compressing export request: %w", err)
-		}
-	}
+	// payload is compressed as configured already (the queue holds it so).
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.cfg.Endpoint, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.cfg.Endpoint, bytes.NewReader(payload))
 	if err != nil {
 		return partialSuccess{}, permanent(fmt.Errorf("building http export request: %w", err))
 	}
@@ -94,9 +85,8 @@ func (s *httpSender) send(ctx context.Context, payload []byte) (partialSuccess, 
 }
 
 // reusesPayload tells whether send is done with its payload when it returns:
-// compressed, the request body is a copy; uncompressed, the transport may still
-// read the payload after the response.
-func (s *httpSender) reusesPayload() bool { return s.cfg.Compression != CompressionNone }
+// never, the transport may still read a request body after the response.
+func (s *httpSender) reusesPayload() bool { return false }
 
 func (s *httpSender) close() error {
 	s.client.CloseIdleConnections()

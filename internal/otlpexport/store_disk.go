@@ -152,7 +152,8 @@ func (s *diskStore) recoverSegment(id uint64, ack position, rec *recovery) ([]en
 		if (position{id, r.off}).before(ack) {
 			continue
 		}
-		ents = append(ents, entry{seg: id, off: r.off, size: r.size, points: r.header.points, enqueued: r.header.enqueued})
+		ents = append(ents, entry{seg: id, off: r.off, size: r.size, points: r.header.points, enqueued: r.header.enqueued,
+			enc: r.header.enc, rawSize: r.rawSize})
 	}
 	for _, d := range bad {
 		if (position{id, d.off}).before(ack) {
@@ -343,7 +344,7 @@ func (s *diskStore) readPayload(dst []byte, e *entry) ([]byte, error) {
 		return dst, err
 	}
 	h, err := parseHeader(hdr[:])
-	if err != nil || int64(h.length) != e.size-recordHeaderSize {
+	if err != nil || int64(h.length) != e.size-recordHeaderSize || h.enc != e.enc {
 		return dst, fmt.Errorf("segment %d offset %d: header changed on disk: %w", e.seg, e.off, errCorrupt)
 	}
 	start := len(dst)

@@ -81,6 +81,11 @@ type Converter struct {
 
 	keyBuf []byte // identity of the current sample
 	names  []byte // scratch for exported_ names
+
+	// FinishChunks' scratch: the scrape's pieces in send order, one chunk's
+	// pieces, and the next series of each family.
+	pieces, chunkPieces []piece
+	cursor              []int
 }
 
 // New returns a Converter for one target.

@@ -71,7 +71,11 @@ const cumulative = 2
 func (c *Converter) FinishEncoded(dst, resource, scope []byte) ([]byte, Stats) {
 	c.sizeScrape()
 	if c.stats.DataPoints > 0 {
-		dst = c.appendChunk(dst, resource, scope, chunkPos{}, chunkPos{fam: len(c.order)})
+		c.pieces = c.pieces[:0]
+		for i, f := range c.order {
+			c.pieces = append(c.pieces, piece{fam: i, hi: len(f.series)})
+		}
+		dst = c.appendRow(dst, resource, scope, c.pieces)
 	}
 	c.end(false)
 	return dst, c.stats
@@ -94,31 +98,129 @@ type ChunkOptions struct {
 
 // FinishChunks ends the scrape like FinishEncoded (same state transitions,
 // same Stats, same data points) but encodes it as a sequence of chunks of
-// bounded size: each chunk is a MetricsData message (one resource_metrics
-// field with resource, one ScopeMetrics with scope, and the metrics of a
-// run of data points, a metric split over consecutive chunks being repeated
-// in each with its part of the points), encoded into buf[:0] and handed to
-// emit with its data point count. emit must copy what it keeps: buf is
-// reused for the next chunk. An error from emit stops the encoding and is
-// returned; the scrape is finished all the same. FinishChunks returns buf,
-// grown to the largest chunk, for the next scrape.
+// bounded size, each a MetricsData message, encoded into buf[:0] and handed to
+// emit with its data point count. emit must copy what it keeps: buf is reused
+// for the next chunk. An error from emit stops the encoding and is returned;
+// the scrape is finished all the same. FinishChunks returns buf, grown to the
+// largest chunk, for the next scrape.
+//
+// The data points are interleaved across families for compression: the
+// scrape is sent in rows, each row holding the next k series of every family
+// (k fitting about 24 KiB of points), so that the points of one object
+// (a container's labels are the same in each cAdvisor family) lie within
+// the 32 KiB window of DEFLATE instead of a whole family apart. A row is one
+// resource_metrics field (resource, one ScopeMetrics with scope, one metric
+// per family); a chunk holds consecutive rows or parts of them. Within each
+// family the series keep their order; joined, the chunks hold the data
+// points of FinishEncoded.
 func (c *Converter) FinishChunks(buf, resource, scope []byte, o ChunkOptions, emit func(chunk []byte, dataPoints int) error) ([]byte, Stats, error) {
 	c.sizeScrape()
+	c.planRows()
 	var err error
-	overhead := fieldSize(fieldSize(fieldSize(0)+fieldSize(len(scope))) + fieldSize(len(resource)))
-	for from, points := (chunkPos{}), c.stats.DataPoints; points > 0 && err == nil; {
-		to, n := c.chunkEnd(from, o, overhead)
-		buf = c.appendChunk(buf[:0], resource, scope, from, to)
-		err = emit(buf, n)
-		from, points = to, points-n
+	rmOverhead := fieldSize(fieldSize(fieldSize(0)+fieldSize(len(scope)))+fieldSize(len(resource))) + 2*(1+binaryMaxVarintLen32)
+	chunk := c.chunkPieces[:0]
+	points, size, prevFam := 0, 0, -1
+	for i := 0; i < len(c.pieces) && err == nil; {
+		p := c.pieces[i]
+		f := c.order[p.fam]
+		first := metricOverhead(c, f)
+		if prevFam < 0 || p.fam <= prevFam {
+			first += rmOverhead
+		}
+		j, taken := p.lo, 0
+		for ; j < p.hi; j++ {
+			st := f.series[j]
+			if !st.encOK {
+				continue
+			}
+			add := fieldSize(int(st.encSize))
+			if taken == 0 {
+				add += first
+			}
+			if points > 0 && (o.MaxDataPoints > 0 && points >= o.MaxDataPoints || o.MaxBytes > 0 && size+add > o.MaxBytes) {
+				break
+			}
+			points, size, taken = points+1, size+add, taken+1
+		}
+		if taken > 0 {
+			chunk = append(chunk, piece{fam: p.fam, lo: p.lo, hi: j})
+			prevFam = p.fam
+		}
+		if j < p.hi { // the chunk is full: the rest of the piece starts the next one
+			buf = c.appendPieces(buf[:0], resource, scope, chunk)
+			err = emit(buf, points)
+			chunk, points, size, prevFam = chunk[:0], 0, 0, -1
+			c.pieces[i].lo = j
+			continue
+		}
+		i++
 	}
+	if points > 0 && err == nil {
+		buf = c.appendPieces(buf[:0], resource, scope, chunk)
+		err = emit(buf, points)
+	}
+	c.chunkPieces = chunk[:0]
 	c.end(o.Partial)
 	return buf, c.stats, err
 }
 
-// chunkPos is a position in the scrape's data points: series ser of family
-// c.order[fam].
-type chunkPos struct{ fam, ser int }
+// piece is the series [lo, hi) of family c.order[fam].
+type piece struct{ fam, lo, hi int }
+
+// rowBytes is about what a row holds of each family: DEFLATE (gzip) finds
+// repetitions up to 32 KiB back.
+const rowBytes = 24 << 10
+
+// planRows sets c.pieces to the scrape's series in send order (after
+// sizeScrape): rows of the next k series of every family that has series
+// left, k the same for all families so that the rows stay aligned.
+func (c *Converter) planRows() {
+	c.pieces = c.pieces[:0]
+	c.cursor = slices.Grow(c.cursor[:0], len(c.order))[:len(c.order)]
+	clear(c.cursor)
+	var points, bytes int
+	for _, f := range c.order {
+		for _, st := range f.series {
+			if st.encOK {
+				points++
+				bytes += fieldSize(int(st.encSize))
+			}
+		}
+	}
+	if points == 0 {
+		return
+	}
+	k := max(1, rowBytes/max(1, bytes/points))
+	for left := points; left > 0; {
+		for fi, f := range c.order {
+			lo, n, j := c.cursor[fi], 0, c.cursor[fi]
+			for ; j < len(f.series) && n < k; j++ {
+				if f.series[j].encOK {
+					n++
+				}
+			}
+			if n < k { // skip series that are not encoded after the last one taken
+				j = len(f.series)
+			}
+			c.cursor[fi] = j
+			if n > 0 {
+				c.pieces = append(c.pieces, piece{fam: fi, lo: lo, hi: j})
+				left -= n
+			}
+		}
+	}
+}
+
+// metricOverhead bounds the bytes of family f's metric field besides its data
+// points.
+func metricOverhead(c *Converter, f *family) int {
+	const maxLenPrefix = 1 + binaryMaxVarintLen32
+	return 2*maxLenPrefix + stringSize(f.name) + stringSize(f.help) + stringSize(f.unit) + len(c.encodedMeta(f)) + 4
+}
+
+// binaryMaxVarintLen32 is the longest varint of a message length (messages
+// are below 2 GiB).
+const binaryMaxVarintLen32 = 5
 
 // sizeScrape is the first pass of the encoding: it validates the points,
 // updates the start time and reset state exactly as build does and
@@ -128,59 +230,6 @@ func (c *Converter) sizeScrape() {
 		c.sizeFamily(f)
 		c.stats.DataPoints += f.encPoints
 	}
-}
-
-// chunkEnd returns where the chunk starting at from ends under o, and its
-// data points (at least one, if any remain). The byte count is an upper
-// bound: every length prefix is counted at its largest.
-func (c *Converter) chunkEnd(from chunkPos, o ChunkOptions, overhead int) (chunkPos, int) {
-	const maxLenPrefix = 1 + binaryMaxVarintLen32
-	points, size := 0, overhead
-	pos := from
-	for ; pos.fam < len(c.order); pos.fam, pos.ser = pos.fam+1, 0 {
-		f := c.order[pos.fam]
-		if f.encPoints == 0 {
-			continue
-		}
-		metric := 2*maxLenPrefix + stringSize(f.name) + stringSize(f.help) + stringSize(f.unit) + len(c.encodedMeta(f)) + 4
-		first := true
-		for ; pos.ser < len(f.series); pos.ser++ {
-			st := f.series[pos.ser]
-			if !st.encOK {
-				continue
-			}
-			add := fieldSize(int(st.encSize))
-			if first {
-				add += metric
-			}
-			if points > 0 && (o.MaxDataPoints > 0 && points >= o.MaxDataPoints || o.MaxBytes > 0 && size+add > o.MaxBytes) {
-				return pos, points
-			}
-			points, size, first = points+1, size+add, false
-		}
-	}
-	return pos, points
-}
-
-// binaryMaxVarintLen32 is the longest varint of a message length (messages
-// are below 2 GiB).
-const binaryMaxVarintLen32 = 5
-
-// familyRange returns the series of family i within the chunk [from, to),
-// or nil.
-func (c *Converter) familyRange(i int, from, to chunkPos) []*series {
-	f := c.order[i]
-	lo, hi := 0, len(f.series)
-	if i == from.fam {
-		lo = from.ser
-	}
-	if i == to.fam {
-		hi = to.ser
-	}
-	if lo >= hi || f.encPoints == 0 {
-		return nil
-	}
-	return f.series[lo:hi]
 }
 
 // rangeData returns the data points of sers (of family f) that are encoded,
@@ -201,15 +250,28 @@ func rangeData(f *family, sers []*series) (points, size int) {
 	return points, size
 }
 
-// appendChunk appends one resource_metrics field holding the data points
-// in [from, to) (after sizeScrape; there must be at least one).
-func (c *Converter) appendChunk(dst, resource, scope []byte, from, to chunkPos) []byte {
-	last := min(to.fam, len(c.order)-1)
+// appendPieces appends the chunk of pieces: one resource_metrics field for
+// each run of pieces of increasing families (a row or part of one).
+func (c *Converter) appendPieces(dst, resource, scope []byte, pieces []piece) []byte {
+	for start := 0; start < len(pieces); {
+		end := start + 1
+		for end < len(pieces) && pieces[end].fam > pieces[end-1].fam {
+			end++
+		}
+		dst = c.appendRow(dst, resource, scope, pieces[start:end])
+		start = end
+	}
+	return dst
+}
+
+// appendRow appends one resource_metrics field holding the data points of
+// pieces (of distinct families, after sizeScrape).
+func (c *Converter) appendRow(dst, resource, scope []byte, pieces []piece) []byte {
 	metrics := 0
-	for i := from.fam; i <= last; i++ {
-		sers := c.familyRange(i, from, to)
-		if n, data := rangeData(c.order[i], sers); n > 0 {
-			metrics += fieldSize(c.metricSize(c.order[i], data))
+	for _, p := range pieces {
+		f := c.order[p.fam]
+		if n, data := rangeData(f, f.series[p.lo:p.hi]); n > 0 {
+			metrics += fieldSize(c.metricSize(f, data))
 		}
 	}
 	sm := metrics
@@ -231,10 +293,11 @@ func (c *Converter) appendChunk(dst, resource, scope []byte, from, to chunkPos) 
 		dst = appendLen(dst, fieldScopeMetricsScope, len(scope))
 		dst = append(dst, scope...)
 	}
-	for i := from.fam; i <= last; i++ {
-		sers := c.familyRange(i, from, to)
-		if n, data := rangeData(c.order[i], sers); n > 0 {
-			dst = c.appendMetric(dst, c.order[i], sers, data)
+	for _, p := range pieces {
+		f := c.order[p.fam]
+		sers := f.series[p.lo:p.hi]
+		if n, data := rangeData(f, sers); n > 0 {
+			dst = c.appendMetric(dst, f, sers, data)
 		}
 	}
 	return dst

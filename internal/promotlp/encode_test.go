@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/klauspost/compress/flate"
 	"google.golang.org/protobuf/proto"
 
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
@@ -94,7 +95,8 @@ var chunkLimits = []ChunkOptions{{MaxDataPoints: 1}, {MaxDataPoints: 2}, {MaxByt
 
 // checkChunks finishes the chunked twin's scrape and checks that each chunk
 // is a MetricsData within the limits and that together they hold want's
-// data points in order, with the same stats.
+// data points (metrics in order of first appearance, each metric's points in
+// order), with the same stats.
 func (tw *encodedTwin) checkChunks(t testing.TB, step int, want *metricspb.MetricsData, stats Stats) {
 	t.Helper()
 	o := chunkLimits[step%len(chunkLimits)]
@@ -155,14 +157,16 @@ func joinChunks(md *metricspb.MetricsData) *metricspb.MetricsData {
 	out := &metricspb.ResourceMetrics{Resource: md.ResourceMetrics[0].Resource}
 	sm := &metricspb.ScopeMetrics{Scope: md.ResourceMetrics[0].ScopeMetrics[0].Scope}
 	out.ScopeMetrics = []*metricspb.ScopeMetrics{sm}
+	byName := map[string]*metricspb.Metric{}
 	for _, rm := range md.ResourceMetrics {
 		for _, m := range rm.ScopeMetrics[0].Metrics {
-			n := len(sm.Metrics)
-			if n == 0 || sm.Metrics[n-1].Name != m.Name {
+			prev := byName[m.Name]
+			if prev == nil {
+				byName[m.Name] = m
 				sm.Metrics = append(sm.Metrics, m)
 				continue
 			}
-			switch d := sm.Metrics[n-1].Data.(type) {
+			switch d := prev.Data.(type) {
 			case *metricspb.Metric_Gauge:
 				d.Gauge.DataPoints = append(d.Gauge.DataPoints, m.GetGauge().GetDataPoints()...)
 			case *metricspb.Metric_Sum:
@@ -342,5 +346,79 @@ func TestFinishChunksPartial(t *testing.T) {
 	// Scrape 2 was complete and had only b_total: a_total is forgotten.
 	if got := startOf(3, "a_total"); got != ns(3) {
 		t.Fatalf("a_total after a complete scrape without it: start %d, want %d", got, ns(3))
+	}
+}
+
+// TestFinishChunksInterleaves checks the row layout on a scrape of many
+// series: the first chunk holds series of every family (not one family after
+// the other), the chunks joined are FinishEncoded's data, and gzip finds the
+// repetitions (each container's labels once per family) that a family-by-family
+// order puts beyond its 32 KiB window.
+func TestFinishChunksInterleaves(t *testing.T) {
+	samples := cadvisorLike(400)
+	ref, chunked := New(Options{}), New(Options{})
+	for _, c := range []*Converter{ref, chunked} {
+		for i := range 2 {
+			c.Begin(at(i))
+			for _, s := range samples {
+				c.Add(s, nil)
+			}
+			if i == 0 {
+				c.FinishEncoded(nil, nil, nil)
+			}
+		}
+	}
+	encoded, stats := ref.FinishEncoded(nil, nil, nil)
+	want := &metricspb.MetricsData{}
+	if err := proto.Unmarshal(encoded, want); err != nil {
+		t.Fatal(err)
+	}
+	merged := &metricspb.MetricsData{}
+	var chunks [][]byte
+	_, cstats, err := chunked.FinishChunks(nil, nil, nil, ChunkOptions{MaxDataPoints: 2000}, func(chunk []byte, n int) error {
+		md := &metricspb.MetricsData{}
+		if err := proto.Unmarshal(chunk, md); err != nil {
+			t.Fatal(err)
+		}
+		if len(chunks) == 0 {
+			names := map[string]bool{}
+			for _, rm := range md.ResourceMetrics {
+				for _, m := range rm.ScopeMetrics[0].Metrics {
+					names[m.Name] = true
+				}
+			}
+			if len(names) != len(want.ResourceMetrics[0].ScopeMetrics[0].Metrics) {
+				t.Errorf("first chunk (%d points) holds %d families of %d", n, len(names), len(want.ResourceMetrics[0].ScopeMetrics[0].Metrics))
+			}
+		}
+		chunks = append(chunks, bytes.Clone(chunk))
+		merged.ResourceMetrics = append(merged.ResourceMetrics, md.ResourceMetrics...)
+		return nil
+	})
+	if err != nil || cstats != stats {
+		t.Fatalf("FinishChunks = %v, stats %+v, want %+v", err, cstats, stats)
+	}
+	if got := joinChunks(merged); !proto.Equal(got, want) {
+		t.Fatal("chunks joined differ from FinishEncoded")
+	}
+	// The same bytes in family order, cut into as many pieces.
+	gz := func(parts ...[]byte) int {
+		var b bytes.Buffer
+		for _, p := range parts {
+			w, _ := flate.NewWriter(&b, flate.BestSpeed)
+			_, _ = w.Write(p)
+			_ = w.Close()
+		}
+		return b.Len()
+	}
+	var familyOrder [][]byte
+	step := len(encoded)/len(chunks) + 1
+	for i := 0; i < len(encoded); i += step {
+		familyOrder = append(familyOrder, encoded[i:min(i+step, len(encoded))])
+	}
+	rows, plain := gz(chunks...), gz(familyOrder...)
+	t.Logf("%d chunks; gzip level 1: rows %d bytes, family order %d bytes", len(chunks), rows, plain)
+	if rows*2 > plain {
+		t.Errorf("gzip of the rows is %d bytes, of the family order %d: want less than half", rows, plain)
 	}
 }
