@@ -14,6 +14,7 @@ import (
 	"github.com/trellis-garden/trellis/internal/imds"
 	"github.com/trellis-garden/trellis/internal/imds/imdsfake"
 	"github.com/trellis-garden/trellis/internal/testenv"
+	"github.com/trellis-garden/trellis/internal/testkit"
 )
 
 // BenchmarkEventToTaint measures the time from an event appearing in the (fake)
@@ -59,22 +60,13 @@ func BenchmarkEventToTaint(b *testing.B) {
 		return false
 	}
 	wait := func(want bool) time.Duration {
-		start := time.Now()
-		for tainted() != want {
-			if time.Since(start) > time.Minute {
-				b.Fatalf("taint present=%v not reached", want)
-			}
-			time.Sleep(5 * time.Millisecond)
+		d, ok := testkit.Measure(5*time.Millisecond, time.Minute, func() bool { return tainted() == want })
+		if !ok {
+			b.Fatalf("taint present=%v not reached", want)
 		}
-		return time.Since(start)
+		return d
 	}
-	deadline := time.Now().Add(time.Minute)
-	for ctrl.Ready(ctx) != nil {
-		if time.Now().After(deadline) {
-			b.Fatal("controller not ready")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testkit.EventuallyWithin(b, time.Minute, "the controller ready", func() bool { return ctrl.Ready(ctx) == nil })
 	var total, worst time.Duration
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
@@ -170,14 +162,11 @@ func BenchmarkCancelDuringBlockedDrain(b *testing.B) {
 		return n
 	}
 	waitFor := func(what string, cond func(*corev1.Node) bool) time.Duration {
-		start := time.Now()
-		for !cond(node()) {
-			if time.Since(start) > time.Minute {
-				b.Fatalf("%s not reached", what)
-			}
-			time.Sleep(5 * time.Millisecond)
+		d, ok := testkit.Measure(5*time.Millisecond, time.Minute, func() bool { return cond(node()) })
+		if !ok {
+			b.Fatalf("%s not reached", what)
 		}
-		return time.Since(start)
+		return d
 	}
 	blocked := func(n *corev1.Node) bool {
 		for _, c := range n.Status.Conditions {

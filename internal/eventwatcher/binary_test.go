@@ -2,7 +2,6 @@ package eventwatcher
 
 import (
 	"context"
-	"errors"
 	"io"
 	"net/http"
 	"os/exec"
@@ -16,6 +15,7 @@ import (
 	"github.com/trellis-garden/trellis/internal/imds/imdsfake"
 	"github.com/trellis-garden/trellis/internal/testbin"
 	"github.com/trellis-garden/trellis/internal/testenv"
+	"github.com/trellis-garden/trellis/internal/testkit"
 )
 
 // TestBinary builds cmd/event-watcher and runs it against a fake Azure metadata
@@ -31,11 +31,7 @@ func TestBinary(t *testing.T) {
 	bin := testbin.Build(t, "event-watcher")
 
 	// Bad flags: exit 2 with every problem named.
-	out, err := exec.Command(bin, "--provider=openstack", "--actions=Freeze=explode", "--node.name=").CombinedOutput()
-	var ee *exec.ExitError
-	if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(string(out), "--actions") {
-		t.Fatalf("bad flags: %v\n%s", err, out)
-	}
+	testbin.UsageError(t, bin, []string{"--provider=openstack", "--actions=Freeze=explode", "--node.name="}, "--actions")
 
 	nodeName := "binary-" + strings.ToLower(env.Namespace(t))
 	node := &corev1.Node{
@@ -58,24 +54,7 @@ func TestBinary(t *testing.T) {
 	cmd := exec.Command(bin, "--kubeconfig="+env.Kubeconfig, "--node.name="+nodeName, "--provider=auto",
 		"--metadata.endpoint="+srv.URL, "--poll.interval=100ms", "--web.listen-address=127.0.0.1:0", "--log.format=json")
 	web := testbin.Start(t, cmd)
-	waitFor := func(what string, cond func() bool) {
-		t.Helper()
-		deadline := time.Now().Add(30 * time.Second)
-		for !cond() {
-			if time.Now().After(deadline) {
-				t.Fatalf("timed out waiting for %s", what)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
-	waitFor("readiness", func() bool {
-		resp, err := http.Get("http://" + web + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == 200
-	})
+	testkit.Eventually(t, "readiness", func() bool { code, _ := testkit.Get("http://" + web + "/readyz"); return code == 200 })
 	tainted := func() bool {
 		n, err := env.Client.CoreV1().Nodes().Get(ctx, nodeName, metav1.GetOptions{})
 		if err != nil {
@@ -92,10 +71,10 @@ func TestBinary(t *testing.T) {
 	// Another VM's event (the document is broadcast to the whole group) changes nothing.
 	other := fake.Schedule(imdsfake.AzureEvent{EventType: "Freeze", Resources: []string{"pool_4"}, NotBefore: imdsfake.AzureTime(time.Now().Add(15 * time.Minute)), DurationInSeconds: 5})
 	id := fake.Schedule(imdsfake.AzureEvent{EventType: "Freeze", Resources: []string{"pool_3"}, NotBefore: imdsfake.AzureTime(time.Now().Add(15 * time.Minute)), DurationInSeconds: 5})
-	waitFor("the taint", tainted)
+	testkit.Eventually(t, "the taint", tainted)
 	// The condition is a separate write (status subresource): poll for it too.
 	var n *corev1.Node
-	waitFor("the condition", func() bool {
+	testkit.Eventually(t, "the condition", func() bool {
 		n, _ = env.Client.CoreV1().Nodes().Get(ctx, nodeName, metav1.GetOptions{})
 		for _, c := range n.Status.Conditions {
 			if c.Type == ConditionType && c.Status == corev1.ConditionTrue {
@@ -113,7 +92,7 @@ func TestBinary(t *testing.T) {
 	if err := fake.Complete(id); err != nil {
 		t.Fatal(err)
 	}
-	waitFor("the taint to go", func() bool { return !tainted() })
+	testkit.Eventually(t, "the taint to go", func() bool { return !tainted() })
 	resp, err := http.Get("http://" + web + "/metrics")
 	if err != nil {
 		t.Fatal(err)

@@ -12,6 +12,7 @@ import (
 	"github.com/trellis-garden/trellis/internal/imds"
 	"github.com/trellis-garden/trellis/internal/imds/imdsfake"
 	"github.com/trellis-garden/trellis/internal/testenv"
+	"github.com/trellis-garden/trellis/internal/testkit"
 )
 
 // BenchmarkGCPPreemptionToTaint measures, with the defaults (60 s long polls,
@@ -67,14 +68,11 @@ func BenchmarkGCPPreemptionToTaint(b *testing.B) {
 		return tainted, n.Spec.Unschedulable
 	}
 	waitFor := func(what string, cond func() bool) time.Duration {
-		start := time.Now()
-		for !cond() {
-			if time.Since(start) > 2*time.Minute {
-				b.Fatalf("timed out waiting for %s", what)
-			}
-			time.Sleep(2 * time.Millisecond)
+		d, ok := testkit.Measure(2*time.Millisecond, 2*time.Minute, cond)
+		if !ok {
+			b.Fatalf("timed out waiting for %s", what)
 		}
-		return time.Since(start)
+		return d
 	}
 	tainted := func() bool { t, _ := state(); return t }
 	clean := func() bool { t, c := state(); return !t && !c }

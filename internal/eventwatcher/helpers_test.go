@@ -3,6 +3,7 @@ package eventwatcher
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/trellis-garden/trellis/internal/imds"
 	"github.com/trellis-garden/trellis/internal/testenv"
+	"github.com/trellis-garden/trellis/internal/testkit"
 )
 
 // cluster is one test's view of the shared API server: a namespace and a Node
@@ -251,18 +253,15 @@ func (cl *cluster) getNode() *corev1.Node {
 // passes; the last complaint is the failure message.
 func (cl *cluster) waitNode(what string, check func(n *corev1.Node) string) *corev1.Node {
 	cl.t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		n := cl.getNode()
-		problem := check(n)
-		if problem == "" {
-			return n
+	var n *corev1.Node
+	testkit.EventuallyNil(cl.t, what, func() error {
+		n = cl.getNode()
+		if problem := check(n); problem != "" {
+			return fmt.Errorf("%s\nnode: spec=%+v annotations=%v labels=%v conditions=%+v", problem, n.Spec, n.Annotations, n.Labels, n.Status.Conditions)
 		}
-		if time.Now().After(deadline) {
-			cl.t.Fatalf("waiting for %s: %s\nnode: spec=%+v annotations=%v labels=%v conditions=%+v", what, problem, n.Spec, n.Annotations, n.Labels, n.Status.Conditions)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
+	return n
 }
 
 // assertNoWrites checks that the Node is not written while more happens (the
@@ -272,13 +271,7 @@ func (cl *cluster) assertNoWrites(what string, until func() bool) {
 	cl.t.Helper()
 	before := cl.getNode()
 	rv := before.ResourceVersion
-	deadline := time.Now().Add(30 * time.Second)
-	for !until() {
-		if time.Now().After(deadline) {
-			cl.t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testkit.Eventually(cl.t, what, until)
 	if n := cl.getNode(); n.ResourceVersion != rv {
 		b1, _ := json.Marshal(before.Status.Conditions)
 		b2, _ := json.Marshal(n.ManagedFields)
@@ -301,25 +294,22 @@ func (cl *cluster) nodeEvents(reason string) []corev1.Event {
 // waitEvent waits for an Event with reason whose message contains substr.
 func (cl *cluster) waitEvent(reason, substr string) corev1.Event {
 	cl.t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	var found corev1.Event
+	testkit.EventuallyNil(cl.t, "a "+reason+" Event", func() error {
+		var msgs []string
 		for _, e := range cl.nodeEvents(reason) {
 			if strings.Contains(e.Message, substr) {
 				if e.Source.Component != Component {
 					cl.t.Fatalf("event %s from component %q", reason, e.Source.Component)
 				}
-				return e
+				found = e
+				return nil
 			}
+			msgs = append(msgs, e.Message)
 		}
-		if time.Now().After(deadline) {
-			var msgs []string
-			for _, e := range cl.nodeEvents(reason) {
-				msgs = append(msgs, e.Message)
-			}
-			cl.t.Fatalf("no %s Event containing %q; have %q", reason, substr, msgs)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return fmt.Errorf("none containing %q; have %q", substr, msgs)
+	})
+	return found
 }
 
 // running is a controller started by a test.
@@ -388,11 +378,5 @@ func isNotFound(err error) bool { return apierrors.IsNotFound(err) }
 // waitUntil polls cond until it holds, or fails the test after a deadline.
 func (cl *cluster) waitUntil(what string, cond func() bool) {
 	cl.t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			cl.t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testkit.Eventually(cl.t, what, cond)
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/trellis-garden/trellis/internal/imds"
+	"github.com/trellis-garden/trellis/internal/testkit"
 )
 
 func TestErrorKind(t *testing.T) {
@@ -46,13 +47,7 @@ func (timeoutErr) Temporary() bool { return true }
 // passes; never a fixed sleep.
 func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testkit.EventuallyWithin(t, timeout, what, cond)
 }
 
 // A failing metadata service keeps the last known events, counts every error by
