@@ -2,7 +2,6 @@ package egressreporter
 
 import (
 	"context"
-	"errors"
 	"net/netip"
 	"os/exec"
 	"strings"
@@ -45,11 +44,7 @@ func TestBinary(t *testing.T) {
 		{"probe", "--probe.families=ipv5", "--node.name=x"},
 		{"probe", "--node.name=", "--probe.stun.servers=", "--probe.interval=0s"},
 	} {
-		out, err := exec.Command(bin, args...).CombinedOutput()
-		var ee *exec.ExitError
-		if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(string(out), "--") {
-			t.Fatalf("%v: %v\n%s", args, err, out)
-		}
+		testbin.UsageError(t, bin, args, "--")
 	}
 
 	ns := env.Namespace(t)

@@ -1,14 +1,12 @@
 package otelscraper
 
 import (
-	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -28,11 +26,7 @@ func TestBinaryRestartKeepsQueue(t *testing.T) {
 	dir := t.TempDir()
 	bin := testbin.Build(t, "otel-shoot-scraper")
 	// Bad flags: exit 2, every problem named.
-	out, err := exec.Command(bin, "--discovery.kubernetes=false", "--otlp.protocol=carrier-pigeon", "--target.static=nonsense").CombinedOutput()
-	var ee *exec.ExitError
-	if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(string(out), "--target.static") {
-		t.Fatalf("bad flags: %v\n%s", err, out)
-	}
+	testbin.UsageError(t, bin, []string{"--discovery.kubernetes=false", "--otlp.protocol=carrier-pigeon", "--target.static=nonsense"}, "--target.static")
 
 	// The target numbers its scrapes. Once closed it answers 503 and counts
 	// refusals: a refusal means the daemon finished the scrape before it (one
@@ -78,7 +72,7 @@ func TestBinaryRestartKeepsQueue(t *testing.T) {
 	recv.Restart()
 	second := start()
 	defer stop(second)
-	err = testkit.Poll(45*time.Second, func() error {
+	err := testkit.Poll(45*time.Second, func() error {
 		got := map[float64]bool{}
 		for _, p := range recv.DataPoints() {
 			if p.Metric == "scrape_number" {
