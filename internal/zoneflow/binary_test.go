@@ -2,7 +2,6 @@ package zoneflow
 
 import (
 	"encoding/json"
-	"errors"
 	"os/exec"
 	"strings"
 	"testing"
@@ -10,6 +9,7 @@ import (
 	"github.com/trellis-garden/trellis/internal/netnstest"
 	"github.com/trellis-garden/trellis/internal/testbin"
 	"github.com/trellis-garden/trellis/internal/testenv"
+	"github.com/trellis-garden/trellis/internal/testkit"
 )
 
 // TestBinary builds cmd/zone-flow-tracer and runs it as root against the real API
@@ -24,31 +24,27 @@ func TestBinary(t *testing.T) {
 	env := testenv.Get(t)
 	bin := testbin.Build(t, Name)
 
-	out, err := exec.Command(bin, "--labels=pod", "--node.name=x").CombinedOutput()
-	var ee *exec.ExitError
-	if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(string(out), "--labels") {
-		t.Fatalf("bad flags: %v\n%s", err, out)
-	}
+	testbin.UsageError(t, bin, []string{"--labels=pod", "--node.name=x"}, "--labels")
 
 	ns := env.Namespace(t)
 	c := createCluster(t, ns)
 	cmd := exec.Command(bin, "--kubeconfig="+env.Kubeconfig, "--node.name="+c.nodeA, "--web.listen-address=127.0.0.1:0",
 		"--conntrack.enable-accounting=false", "--conntrack.dump-interval=200ms", "--log.format=json")
 	web := testbin.Start(t, cmd)
-	waitFor(t, "readiness", func() bool { code, _ := get(t, "http://"+web+"/readyz"); return code == 200 })
-	waitFor(t, "two dumps", func() bool {
-		_, body := get(t, "http://"+web+"/metrics")
+	testkit.Eventually(t, "readiness", func() bool { code, _ := testkit.Get("http://" + web + "/readyz"); return code == 200 })
+	testkit.Eventually(t, "two dumps", func() bool {
+		_, body := testkit.Get("http://" + web + "/metrics")
 		v, _ := metricValue(body, "trellis_zone_flow_tracer_dumps_total", "result", "success")
 		return v >= 2
 	})
-	_, body := get(t, "http://"+web+"/metrics")
+	_, body := testkit.Get("http://" + web + "/metrics")
 	for _, series := range []string{"trellis_zone_flow_tracer_build_info", "trellis_zone_flow_tracer_tracked_flows", "trellis_zone_flow_tracer_accounting_enabled",
 		"trellis_zone_flow_tracer_dump_duration_seconds_count", `trellis_zone_flow_tracer_price_dollars_per_gib{class="cross-zone"} 0.02`} {
 		if !strings.Contains(body, series) {
 			t.Errorf("/metrics lacks %s", series)
 		}
 	}
-	code, fl := get(t, "http://"+web+"/flows")
+	code, fl := testkit.Get("http://" + web + "/flows")
 	var s FlowSummary
 	if code != 200 || json.Unmarshal([]byte(fl), &s) != nil || s.Node != c.nodeA {
 		t.Fatalf("/flows %d: %s", code, fl)

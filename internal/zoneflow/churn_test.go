@@ -11,6 +11,7 @@ import (
 
 	"github.com/trellis-garden/trellis/internal/conntrack"
 	"github.com/trellis-garden/trellis/internal/netnstest"
+	"github.com/trellis-garden/trellis/internal/testkit"
 )
 
 // churnDuration bounds the traffic of TestChurnExactlyOnce; the whole test
@@ -131,14 +132,14 @@ func TestChurnExactlyOnce(t *testing.T) {
 	// Let the last FINs pass, then end every entry: DESTROY events for all.
 	for name, ns := range nodes {
 		raw := openRaw(t, ns)
-		waitFor(t, "TCP to settle in "+name, func() bool { return raw.settled(t) })
+		testkit.Eventually(t, "TCP to settle in "+name, func() bool { return raw.settled(t) })
 		if err := raw.c.Flush(); err != nil {
 			t.Fatal(err)
 		}
 	}
 	// Every flow accounted to its end: nothing live, no tombstone waiting.
 	for name, tr := range tracers {
-		waitFor(t, "the tracer of "+name+" to settle", func() bool {
+		testkit.Eventually(t, "the tracer of "+name+" to settle", func() bool {
 			_, _, tracked := tr.p.snapshot()
 			return tracked == 0
 		})

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -21,6 +20,7 @@ import (
 	"github.com/trellis-garden/trellis/internal/conntrack"
 	"github.com/trellis-garden/trellis/internal/daemon"
 	"github.com/trellis-garden/trellis/internal/testenv"
+	"github.com/trellis-garden/trellis/internal/testkit"
 )
 
 // startDaemon runs the daemon's command in-process with a fake conntrack source
@@ -61,25 +61,14 @@ func startDaemon(t *testing.T, src FlowSource, args ...string) string {
 // before the daemon has registered its checks.
 func waitFirstDump(t *testing.T, web string) {
 	t.Helper()
-	waitFor(t, "readiness and a first dump", func() bool {
-		if code, _ := get(t, "http://"+web+"/readyz"); code != 200 {
+	testkit.Eventually(t, "readiness and a first dump", func() bool {
+		if code, _ := testkit.Get("http://" + web + "/readyz"); code != 200 {
 			return false
 		}
-		_, body := get(t, "http://"+web+"/metrics")
+		_, body := testkit.Get("http://" + web + "/metrics")
 		v, _ := metricValue(body, "trellis_zone_flow_tracer_dumps_total", "result", "success")
 		return v >= 1
 	})
-}
-
-func get(t testing.TB, url string) (int, string) {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		return 0, ""
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
 }
 
 // metricValue finds the series of name carrying every given label pair.
@@ -199,8 +188,8 @@ func TestEnrichment(t *testing.T) {
 	fake.Set(mk(3, apiPod, webPod, webPod, 11, 13))            // api (node B) -> web: only web's reply is ours
 
 	var body string
-	waitFor(t, "web's cross-zone bytes", func() bool {
-		_, body = get(t, "http://"+web+"/metrics")
+	testkit.Eventually(t, "web's cross-zone bytes", func() bool {
+		_, body = testkit.Get("http://" + web + "/metrics")
 		v, _ := metricValue(body, "trellis_zone_flow_tracer_bytes_total", "source_zone", "a", "destination_zone", "b", "workload", "deployment/web")
 		return v == 1<<30+13
 	})
@@ -227,7 +216,7 @@ func TestEnrichment(t *testing.T) {
 	}
 
 	var summary FlowSummary
-	_, fl := get(t, "http://"+web+"/flows")
+	_, fl := testkit.Get("http://" + web + "/flows")
 	if err := json.Unmarshal([]byte(fl), &summary); err != nil {
 		t.Fatal(err)
 	}
@@ -237,9 +226,9 @@ func TestEnrichment(t *testing.T) {
 
 	// A pod that starts later is resolved once the informer has it.
 	createPod(t, ns, "late-28930000-zz", c.nodeA, "Job/late-28930000", "10.201.0.8")
-	waitFor(t, "the late pod's workload", func() bool {
+	testkit.Eventually(t, "the late pod's workload", func() bool {
 		fake.Set(mk(4, "10.201.0.8", apiPod, apiPod, 99, 0))
-		_, body = get(t, "http://"+web+"/metrics")
+		_, body = testkit.Get("http://" + web + "/metrics")
 		_, ok := metricValue(body, "trellis_zone_flow_tracer_bytes_total", "workload", "cronjob/late")
 		return ok
 	})
@@ -248,8 +237,8 @@ func TestEnrichment(t *testing.T) {
 	// flow is counted as lost.
 	fake.Destroy(2, true)
 	fake.Overflow()
-	waitFor(t, "the resync", func() bool {
-		_, body = get(t, "http://"+web+"/metrics")
+	testkit.Eventually(t, "the resync", func() bool {
+		_, body = testkit.Get("http://" + web + "/metrics")
 		o, _ := metricValue(body, "trellis_zone_flow_tracer_event_overflows_total")
 		l, _ := metricValue(body, "trellis_zone_flow_tracer_flows_lost_total")
 		return o == 1 && l == 1
@@ -258,8 +247,8 @@ func TestEnrichment(t *testing.T) {
 	f := mk(3, apiPod, webPod, webPod, 11, 20)
 	fake.Set(f)
 	fake.Destroy(3, false)
-	waitFor(t, "the destroy", func() bool {
-		_, body = get(t, "http://"+web+"/metrics")
+	testkit.Eventually(t, "the destroy", func() bool {
+		_, body = testkit.Get("http://" + web + "/metrics")
 		v, _ := metricValue(body, "trellis_zone_flow_tracer_bytes_total", "source_zone", "a", "destination_zone", "b", "workload", "deployment/web")
 		return v == 1<<30+20
 	})
@@ -310,8 +299,8 @@ func TestClusterPods(t *testing.T) {
 				"--path.procfs="+fakeProcFS(t), "--labels=workload", "--conntrack.dump-interval=100ms", tc.flag)
 			waitFirstDump(t, web)
 			fake.Set(flow(1, addr4("10.250.0.5"), addr4("10.250.0.7"), addr4("10.250.0.7"), addr4("10.250.0.5"), 42, 0))
-			waitFor(t, "the flow", func() bool {
-				_, body := get(t, "http://"+web+"/metrics")
+			testkit.Eventually(t, "the flow", func() bool {
+				_, body := testkit.Get("http://" + web + "/metrics")
 				v, _ := metricValue(body, "trellis_zone_flow_tracer_bytes_total", "source_zone", "a", "destination_zone", tc.zone, "workload", "deployment/vpc-web")
 				return v == 42
 			})

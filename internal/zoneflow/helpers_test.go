@@ -6,8 +6,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"net/netip"
-	"testing"
-	"time"
 
 	"github.com/trellis-garden/trellis/internal/conntrack"
 )
@@ -68,17 +66,6 @@ func totals(p *Processor, key func(recordKey) string) map[string]uint64 {
 
 func zdKey(k recordKey) string {
 	return k.srcZone + ">" + k.dstZone + " " + directionNames[k.direction] + " " + k.class + " " + k.namespace + "/" + k.workload
-}
-
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 func podOwnedBy(name, owner string) *corev1.Pod {

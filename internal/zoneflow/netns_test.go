@@ -2,7 +2,6 @@ package zoneflow
 
 import (
 	"context"
-	"io"
 	"log/slog"
 	"maps"
 	"net"
@@ -15,6 +14,7 @@ import (
 	"github.com/trellis-garden/trellis/internal/conntrack"
 	"github.com/trellis-garden/trellis/internal/daemon"
 	"github.com/trellis-garden/trellis/internal/netnstest"
+	"github.com/trellis-garden/trellis/internal/testkit"
 )
 
 // Header allowance: conntrack counts IP bytes. TCP/IPv4 with timestamps costs 52
@@ -39,37 +39,6 @@ func newTestTracer(node string, src FlowSource, ix *ipIndex) *tracer {
 	return &tracer{node: node, src: src, p: p, m: newMetrics("test"), log: slog.New(slog.DiscardHandler), top: 10,
 		prices: Prices{}, dirty: make(chan struct{}, 1), resync: make(chan struct{}, 1), gate: daemon.NewGate(),
 		finalTimeout: DefaultFinalDumpTimeout, stateMaxFlows: DefaultStateMaxFlows, stateMaxAge: DefaultStateMaxAge}
-}
-
-// tcpExchange sends up bytes from client namespace to addr and down bytes back.
-func tcpExchange(t *testing.T, client *netnstest.NS, ln net.Listener, dial string, up, down int) {
-	t.Helper()
-	done := make(chan error, 1)
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			done <- err
-			return
-		}
-		defer c.Close()
-		if _, err := io.CopyN(io.Discard, c, int64(up)); err != nil {
-			done <- err
-			return
-		}
-		_, err = c.Write(make([]byte, down))
-		done <- err
-	}()
-	c := client.Dial(t, "tcp4", dial)
-	if _, err := c.Write(make([]byte, up)); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := io.CopyN(io.Discard, c, int64(down)); err != nil {
-		t.Fatal(err)
-	}
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
-	_ = c.Close()
 }
 
 // rawTable is a namespace's table through the library directly (the test's
@@ -143,7 +112,7 @@ func TestTwoNodesCountEachByteOnce(t *testing.T) {
 	// Node 1 -> node 2 directly, and through the Service address.
 	const up1, down1, up2, down2 = 200_000, 50_000, 30_000, 10_000
 	ln := ns2.Listen(t, "tcp4", "192.168.0.2:0")
-	tcpExchange(t, ns1, ln, ln.Addr().String(), up1, down1)
+	ns1.Exchange(t, ln, ln.Addr().String(), up1, down1)
 	// A dump in the middle: long flows are counted from dumps, the rest from
 	// DESTROY events, never twice.
 	for _, tr := range tracers {
@@ -152,7 +121,7 @@ func TestTwoNodesCountEachByteOnce(t *testing.T) {
 		}
 	}
 	port := ln.Addr().(*net.TCPAddr).Port
-	tcpExchange(t, ns1, ln, netip.AddrPortFrom(svcIP, uint16(port)).String(), up2, down2)
+	ns1.Exchange(t, ln, netip.AddrPortFrom(svcIP, uint16(port)).String(), up2, down2)
 	// Node 2 -> node 1 over UDP, no reply.
 	const datagrams, size = 10, 500
 	pc := ns1.ListenPacket(t, "udp4", "192.168.0.1:0")
@@ -171,7 +140,7 @@ func TestTwoNodesCountEachByteOnce(t *testing.T) {
 	wire := map[string]uint64{}
 	for name, ns := range nodes {
 		raw := openRaw(t, ns)
-		waitFor(t, "TCP to settle in "+name, func() bool { return raw.settled(t) })
+		testkit.Eventually(t, "TCP to settle in "+name, func() bool { return raw.settled(t) })
 		entries := raw.dump(t)
 		var packets uint64
 		for _, f := range entries {
@@ -187,7 +156,7 @@ func TestTwoNodesCountEachByteOnce(t *testing.T) {
 		if err := raw.c.Flush(); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, "DESTROY events in "+name, func() bool {
+		testkit.Eventually(t, "DESTROY events in "+name, func() bool {
 			_, st, _ := tr.p.snapshot()
 			return st.destroyEvents >= before+uint64(len(entries))
 		})
@@ -257,10 +226,10 @@ func TestPodBehindNodeSNAT(t *testing.T) {
 
 	const up, down = 40_000, 120_000
 	ln := inet.Listen(t, "tcp4", "192.168.0.99:0")
-	tcpExchange(t, pod, ln, ln.Addr().String(), up, down)
+	pod.Exchange(t, ln, ln.Addr().String(), up, down)
 
 	raw := openRaw(t, node)
-	waitFor(t, "TCP to settle", func() bool { return raw.settled(t) })
+	testkit.Eventually(t, "TCP to settle", func() bool { return raw.settled(t) })
 	entries := raw.dump(t)
 	if len(entries) != 1 || entries[0].TupleReply.IP.DestinationAddress.Unmap() != n1IP {
 		t.Fatalf("want one SNAT'd entry, got %v", entries)
@@ -269,7 +238,7 @@ func TestPodBehindNodeSNAT(t *testing.T) {
 	if err := raw.c.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the DESTROY event", func() bool { _, st, _ := tr.p.snapshot(); return st.destroyEvents >= 1 })
+	testkit.Eventually(t, "the DESTROY event", func() bool { _, st, _ := tr.p.snapshot(); return st.destroyEvents >= 1 })
 	got := totals(tr.p, zdKey)
 	want := map[string]uint64{
 		"a>internet egress internet-egress shop/deployment/web":   e.CountersOrig.Bytes,

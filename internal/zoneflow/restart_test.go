@@ -21,6 +21,7 @@ import (
 	"github.com/trellis-garden/trellis/internal/netnstest"
 	"github.com/trellis-garden/trellis/internal/testbin"
 	"github.com/trellis-garden/trellis/internal/testenv"
+	"github.com/trellis-garden/trellis/internal/testkit"
 )
 
 // TestRestartLosesNothing restarts the built binary (SIGTERM, start again)
@@ -102,15 +103,8 @@ func TestRestartLosesNothing(t *testing.T) {
 		if err := nsA.Do(func() error { web = testbin.Start(t, cmd); return nil }); err != nil {
 			t.Fatal(err)
 		}
-		deadline := time.Now().Add(30 * time.Second)
-		for {
-			if _, ok := scrape(web); ok {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("no first dump: last scrape error %v\n%s", scrapeErr, body)
-			}
-			time.Sleep(20 * time.Millisecond)
+		if !testkit.Until(testkit.Timeout, func() bool { _, ok := scrape(web); return ok }) {
+			t.Fatalf("no first dump: last scrape error %v\n%s", scrapeErr, body)
 		}
 		return cmd, web
 	}
@@ -150,7 +144,7 @@ func TestRestartLosesNothing(t *testing.T) {
 	// Scrape run 1 a few times (as Prometheus would), the last one just before
 	// SIGTERM: what it shows is what run 1 delivered.
 	var last float64
-	waitFor(t, "run 1 to count the transfer", func() bool {
+	testkit.Eventually(t, "run 1 to count the transfer", func() bool {
 		v, ok := scrape(web1)
 		if ok {
 			last = v
@@ -162,12 +156,12 @@ func TestRestartLosesNothing(t *testing.T) {
 		t.Fatalf("no state file after SIGTERM: %v", err)
 	}
 	// Downtime while the transfer goes on, then run 2.
-	time.Sleep(time.Second) // the downtime being tested, not a synchronisation
+	time.Sleep(time.Second) // sleep-ok: the downtime being tested, not a synchronisation
 	_, web2 := start()
 	if _, err := os.Stat(state); err == nil {
 		t.Fatal("run 2 left the state file in place")
 	}
-	waitFor(t, "run 2 to count on", func() bool { v, _ := scrape(web2); return v > 1<<20 })
+	testkit.Eventually(t, "run 2 to count on", func() bool { v, _ := scrape(web2); return v > 1<<20 })
 	stop.Store(true)
 	if err := <-sent; err != nil {
 		t.Fatal(err)
@@ -183,7 +177,7 @@ func TestRestartLosesNothing(t *testing.T) {
 	raw := openRaw(t, nsA)
 	port := uint16(ln.Addr().(*net.TCPAddr).Port)
 	var bulk *tmct.Flow
-	waitFor(t, "the transfer's entry to settle", func() bool {
+	testkit.Eventually(t, "the transfer's entry to settle", func() bool {
 		for _, f := range raw.dump(t) {
 			if f.TupleOrig.Proto.DestinationPort == port {
 				bulk = &f
@@ -197,14 +191,7 @@ func TestRestartLosesNothing(t *testing.T) {
 	}
 	truth, _ := sentToB()
 	var got2 float64
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		got2, _ = scrape(web2)
-		if last+got2 == float64(truth) || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testkit.Until(testkit.Timeout, func() bool { got2, _ = scrape(web2); return last+got2 == float64(truth) })
 	t.Logf("kernel: %d bytes A->B; run 1 last scrape %.0f, run 2 %.0f, sum %.0f", truth, last, got2, last+got2)
 	if last+got2 != float64(truth) {
 		t.Fatalf("run 1 (%.0f) + run 2 (%.0f) = %.0f bytes, the kernel counted %d", last, got2, last+got2, truth)
@@ -293,7 +280,7 @@ func TestRestartInProcess(t *testing.T) {
 	}
 
 	tr1, stop1 := run()
-	waitFor(t, "a first dump", func() bool { tr1.p.mu.Lock(); defer tr1.p.mu.Unlock(); return tr1.p.ended >= 1 })
+	testkit.Eventually(t, "a first dump", func() bool { tr1.p.mu.Lock(); defer tr1.p.mu.Unlock(); return tr1.p.ended >= 1 })
 	ln := nsB.Listen(t, "tcp4", "192.168.0.2:0")
 	received := make(chan int64, 1)
 	go func() {
@@ -316,12 +303,12 @@ func TestRestartInProcess(t *testing.T) {
 				sent <- err
 				return
 			}
-			time.Sleep(10 * time.Millisecond) // pacing the sender, not synchronising
+			time.Sleep(10 * time.Millisecond) // sleep-ok: pacing the sender, not synchronising
 		}
 		sent <- conn.(*net.TCPConn).CloseWrite()
 	}()
 	var last float64
-	waitFor(t, "run 1 to count the transfer", func() bool {
+	testkit.Eventually(t, "run 1 to count the transfer", func() bool {
 		recs, _, _ := tr1.p.snapshot()
 		tr1.p.markScraped(recs) // a scrape
 		last = 0
@@ -334,12 +321,12 @@ func TestRestartInProcess(t *testing.T) {
 	if _, err := os.Stat(state); err != nil {
 		t.Fatalf("no state file after stop: %v", err)
 	}
-	time.Sleep(500 * time.Millisecond) // the downtime being tested
+	time.Sleep(500 * time.Millisecond) // sleep-ok: the downtime being tested
 	tr2, _ := run()
 	if v := testutilCounter(tr2.m.stateLoads.WithLabelValues(loadRestored)); v != 1 {
 		t.Fatalf("state not restored (%v)", v)
 	}
-	waitFor(t, "run 2 to count on", func() bool { return sum(tr2.p) > 1<<20 })
+	testkit.Eventually(t, "run 2 to count on", func() bool { return sum(tr2.p) > 1<<20 })
 	stop.Store(true)
 	if err := <-sent; err != nil {
 		t.Fatal(err)
@@ -349,11 +336,11 @@ func TestRestartInProcess(t *testing.T) {
 	}
 	_ = conn.Close()
 	raw := openRaw(t, nsA)
-	waitFor(t, "TCP to settle", func() bool { return raw.settled(t) })
+	testkit.Eventually(t, "TCP to settle", func() bool { return raw.settled(t) })
 	if err := raw.c.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "run 2 to count the flow to its end", func() bool {
+	testkit.Eventually(t, "run 2 to count the flow to its end", func() bool {
 		_, st, tracked := tr2.p.snapshot()
 		return st.destroyEvents >= 1 && tracked == 0
 	})

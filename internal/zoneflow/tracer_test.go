@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/trellis-garden/trellis/internal/conntrack"
+	"github.com/trellis-garden/trellis/internal/testkit"
 )
 
 // TestDumpFailureAndRecovery: a failed dump makes the daemon unready and is
@@ -30,10 +31,10 @@ func TestDumpFailureAndRecovery(t *testing.T) {
 			t.Errorf("dumpLoop: %v", err)
 		}
 	}()
-	waitFor(t, "a successful dump after the failure", func() bool { return fake.Dumps() >= 1 })
-	waitFor(t, "readiness", func() bool { return tr.gate.Check(ctx) == nil })
+	testkit.Eventually(t, "a successful dump after the failure", func() bool { return fake.Dumps() >= 1 })
+	testkit.Eventually(t, "readiness", func() bool { return tr.gate.Check(ctx) == nil })
 	fake.Set(flow(1, n1Pod, n2Pod, n2Pod, n1Pod, 350, 0))
-	waitFor(t, "the delta", func() bool { return totals(tr.p, zdKey)["a>b egress cross-zone shop/deployment/web"] == 350 })
+	testkit.Eventually(t, "the delta", func() bool { return totals(tr.p, zdKey)["a>b egress cross-zone shop/deployment/web"] == 350 })
 
 	// /flows lists it with its cost.
 	tr.prices = Prices{ClassCrossZone: 0.02}
@@ -59,7 +60,7 @@ func TestEventOverflowResync(t *testing.T) {
 	go func() { _ = tr.dumpLoop(ctx, func() {}); done <- struct{}{} }()
 	go func() { _ = tr.eventLoop(ctx); done <- struct{}{} }()
 	defer func() { cancel(); <-done; <-done }()
-	waitFor(t, "the first dump", func() bool { return fake.Dumps() == 1 })
+	testkit.Eventually(t, "the first dump", func() bool { return fake.Dumps() == 1 })
 	fake.Overflow()
-	waitFor(t, "the resync dump", func() bool { return fake.Dumps() == 2 })
+	testkit.Eventually(t, "the resync dump", func() bool { return fake.Dumps() == 2 })
 }
