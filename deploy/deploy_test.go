@@ -11,11 +11,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
+	"strings"
 	"testing"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -194,6 +197,9 @@ func TestOverlaysMeetChecklist(t *testing.T) {
 				for _, problem := range checkPod(u.GetName(), &tmpl.Spec) {
 					t.Errorf("%s: %s", id, problem)
 				}
+				for _, problem := range checkWebPort(&tmpl) {
+					t.Errorf("%s: %s", id, problem)
+				}
 				if replicas > 1 && !hasPDB(pdbs, u.GetNamespace(), tmpl.Labels) {
 					t.Errorf("%s: %d replicas and no PodDisruptionBudget selecting its pods", id, replicas)
 				}
@@ -246,6 +252,46 @@ func checkPod(workload string, pod *corev1.PodSpec) []string {
 					problems = append(problems, fmt.Sprintf("container %s: capability %s beyond %v", c.Name, a, allowed))
 				}
 			}
+		}
+	}
+	return problems
+}
+
+// checkWebPort: a trellis container's web port (/metrics, /healthz, /readyz) is
+// the containerPort named metrics; --web.listen-address and the pod's
+// prometheus.io/port annotation (scrapers) say the same port. The bases copy both
+// from the containerPort (kustomize replacements), so a port changed in one place
+// changes everywhere; this catches a copy that went astray (an argument moved).
+func checkWebPort(tmpl *corev1.PodTemplateSpec) []string {
+	var problems []string
+	for _, c := range tmpl.Spec.Containers {
+		var web string
+		for _, a := range c.Args {
+			if v, ok := strings.CutPrefix(a, "--web.listen-address="); ok {
+				web = v
+			}
+		}
+		// A sidecar in someone else's pod (components/wg-gateway-sidecar) names it
+		// <daemon short name>-metrics: the pod's metrics port may be taken.
+		var port int32
+		var name string
+		for _, p := range c.Ports {
+			if p.Name == "metrics" || (name != "metrics" && strings.HasSuffix(p.Name, "-metrics")) {
+				port, name = p.ContainerPort, p.Name
+			}
+		}
+		if web == "" && port == 0 {
+			continue // not a trellis daemon (or its web server is off)
+		}
+		if port == 0 {
+			problems = append(problems, fmt.Sprintf("container %s: --web.listen-address=%s but no containerPort named metrics", c.Name, web))
+			continue
+		}
+		if _, p, err := net.SplitHostPort(web); web != "" && (err != nil || p != strconv.Itoa(int(port))) {
+			problems = append(problems, fmt.Sprintf("container %s: --web.listen-address=%s, containerPort metrics %d", c.Name, web, port))
+		}
+		if a, ok := tmpl.Annotations["prometheus.io/port"]; ok && name == "metrics" && a != strconv.Itoa(int(port)) {
+			problems = append(problems, fmt.Sprintf("container %s: annotation prometheus.io/port %q, containerPort metrics %d", c.Name, a, port))
 		}
 	}
 	return problems
@@ -425,6 +471,33 @@ func TestCheckPodCatches(t *testing.T) {
 		c.mutate(p)
 		if got := checkPod(c.workload, p); (len(got) > 0) != c.bad {
 			t.Errorf("%s: problems %v, want bad=%v", name, got, c.bad)
+		}
+	}
+}
+
+func TestCheckWebPortCatches(t *testing.T) {
+	tmpl := func(arg, annotation string, port int32) *corev1.PodTemplateSpec {
+		p := &corev1.PodTemplateSpec{Spec: corev1.PodSpec{Containers: []corev1.Container{{
+			Name: "d", Args: []string{arg}, Ports: []corev1.ContainerPort{{Name: "metrics", ContainerPort: port}},
+		}}}}
+		if annotation != "" {
+			p.Annotations = map[string]string{"prometheus.io/port": annotation}
+		}
+		return p
+	}
+	for _, c := range []struct {
+		name string
+		tmpl *corev1.PodTemplateSpec
+		want int
+	}{
+		{"agree", tmpl("--web.listen-address=:8080", "8080", 8080), 0},
+		{"argument differs", tmpl("--web.listen-address=:8081", "8080", 8080), 1},
+		{"annotation differs", tmpl("--web.listen-address=:8080", "8081", 8080), 1},
+		{"annotation left as the placeholder", tmpl("--web.listen-address=:8080", "metrics", 8080), 1},
+		{"no metrics port", tmpl("--web.listen-address=:8080", "", 0), 1},
+	} {
+		if got := checkWebPort(c.tmpl); len(got) != c.want {
+			t.Errorf("%s: %d problems %v, want %d", c.name, len(got), got, c.want)
 		}
 	}
 }
