@@ -147,6 +147,11 @@ bench: testenv ## Benchmarks; each reports its ratio against a baseline measured
 	TRELLIS_TESTENV_ASSETS="$$(scripts/testenv.sh --path)" \
 	  $(GO) test -run '^$$' -bench . -benchmem -count=1 $(TESTFLAGS) ./...
 
+.PHONY: bench-zone-flow-tracer-1m
+bench-zone-flow-tracer-1m: testenv ## zone-flow-tracer at a million conntrack entries (root): bare dump, tracer, built daemon; 3 dumps each.
+	TRELLIS_TESTENV_ASSETS="$$(scripts/testenv.sh --path)" \
+	  $(GO) test -run '^$$' -bench 'RealDump1M' -benchtime 3x -count=1 -timeout 60m ./internal/zoneflow/
+
 .PHONY: lint
 lint: check ## check plus staticcheck (pinned in tools/go.mod).
 	$(GO) tool staticcheck ./...

@@ -144,7 +144,7 @@ func BenchmarkDump100k(b *testing.B) {
 	msPerDump := float64(b.Elapsed().Nanoseconds()) / float64(b.N) / 1e6
 	b.ReportMetric(msPerDump, "ms/dump")
 	b.ReportMetric(msPerDump/(float64(base.Nanoseconds())/float64(b.N)/1e6), "x-baseline")
-	if tracked := len(tr.p.flows); tracked != benchFlows {
+	if tracked := tr.p.flows.len(); tracked != benchFlows {
 		b.Fatalf("tracked %d", tracked)
 	}
 }
@@ -199,7 +199,7 @@ func BenchmarkRealDump100k(b *testing.B) {
 	if _, err := tr.dump(ctx); err != nil {
 		b.Fatal(err)
 	}
-	if n := len(tr.p.flows); n != benchFlows {
+	if n := tr.p.flows.len(); n != benchFlows {
 		b.Fatalf("tracked %d entries, want %d", n, benchFlows)
 	}
 	base := timeIt(b.N, func(int) {

@@ -76,6 +76,7 @@ func runWith(ctx context.Context, d *daemon.Daemon, o *Options, client kubernete
 		region: o.sameRegion, other: o.otherRegion,
 		dirty: make(chan struct{}, 1), resync: make(chan struct{}, 1), gate: daemon.NewGate(),
 		state: o.StateFile, stateMaxFlows: o.StateMaxFlows, stateMaxAge: o.StateMaxAge, finalTimeout: DefaultFinalDumpTimeout,
+		gc: newGCTuner(),
 	}
 	if !o.CountExisting {
 		t.p.BaselineFirstDump()

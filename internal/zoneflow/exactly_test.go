@@ -52,8 +52,8 @@ func TestDumpThenEvent(t *testing.T) {
 	dumpOf(p)
 	dumpOf(p)
 	wantSum(t, p, 180, "after further dumps")
-	if p.stats.lostFlows != 0 || p.stats.lateDestroys != 1 || len(p.flows) != 0 {
-		t.Fatalf("lost %d, late %d, tracked %d; want 0, 1, 0", p.stats.lostFlows, p.stats.lateDestroys, len(p.flows))
+	if p.stats.lostFlows != 0 || p.stats.lateDestroys != 1 || p.flows.len() != 0 {
+		t.Fatalf("lost %d, late %d, tracked %d; want 0, 1, 0", p.stats.lostFlows, p.stats.lateDestroys, p.flows.len())
 	}
 }
 
@@ -68,8 +68,8 @@ func TestEventThenDump(t *testing.T) {
 	dumpOf(p)
 	dumpOf(p)
 	wantSum(t, p, 180, "after the dumps")
-	if len(p.flows) != 0 || p.stats.lostFlows != 0 {
-		t.Fatalf("tracked %d, lost %d after the tombstone's dump", len(p.flows), p.stats.lostFlows)
+	if p.flows.len() != 0 || p.stats.lostFlows != 0 {
+		t.Fatalf("tracked %d, lost %d after the tombstone's dump", p.flows.len(), p.stats.lostFlows)
 	}
 }
 
@@ -148,8 +148,8 @@ func TestENOBUFSResync(t *testing.T) {
 	idle(p)
 	dumpOf(p)
 	wantSum(t, p, 100+250+400, "end")
-	if p.stats.lostFlows != 1 || len(p.flows) != 0 {
-		t.Fatalf("lost %d, tracked %d; want 1, 0", p.stats.lostFlows, len(p.flows))
+	if p.stats.lostFlows != 1 || p.flows.len() != 0 {
+		t.Fatalf("lost %d, tracked %d; want 1, 0", p.stats.lostFlows, p.flows.len())
 	}
 }
 
@@ -176,7 +176,7 @@ func TestVanishedWaitsForTheReader(t *testing.T) {
 	p.EventsIdle(time.Now()) // before the flow vanished: does not count
 	dumpOf(p)
 	dumpOf(p)
-	if len(p.flows) != 1 {
+	if p.flows.len() != 1 {
 		t.Fatal("tombstone dropped before the reader was idle after the flow vanished")
 	}
 	destroy(p, fl(1, 130)) // queued behind a burst, read two dumps later
@@ -186,8 +186,8 @@ func TestVanishedWaitsForTheReader(t *testing.T) {
 	for range vanishedDumps + 1 {
 		dumpOf(q)
 	}
-	if len(q.flows) != 0 || q.stats.lostFlows != 1 {
-		t.Fatalf("without a reader: tracked %d, lost %d", len(q.flows), q.stats.lostFlows)
+	if q.flows.len() != 0 || q.stats.lostFlows != 1 {
+		t.Fatalf("without a reader: tracked %d, lost %d", q.flows.len(), q.stats.lostFlows)
 	}
 }
 
@@ -286,8 +286,8 @@ func TestRandomInterleavings(t *testing.T) {
 		if got := sumAll(p); got != want {
 			t.Fatalf("seed %d: counted %d bytes, the entries' final counters sum to %d (%+v)", seed, got, want, p.stats)
 		}
-		if p.stats.lostFlows != 0 || len(p.flows) != 0 {
-			t.Fatalf("seed %d: lost %d, tracked %d at the end", seed, p.stats.lostFlows, len(p.flows))
+		if p.stats.lostFlows != 0 || p.flows.len() != 0 {
+			t.Fatalf("seed %d: lost %d, tracked %d at the end", seed, p.stats.lostFlows, p.flows.len())
 		}
 	}
 }

@@ -20,6 +20,8 @@ const gib = 1 << 30
 type metrics struct {
 	dumps          *prometheus.CounterVec
 	dumpDuration   prometheus.Histogram
+	dumpCPU        prometheus.Counter
+	dumpEntries    prometheus.Gauge
 	overflows      prometheus.Counter
 	listenErrors   prometheus.Counter
 	accounting     prometheus.Gauge
@@ -36,6 +38,10 @@ func newMetrics(ns string) *metrics {
 		dumpDuration: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "dump_duration_seconds",
 			Help:    "Time to dump the conntrack table and account every entry.",
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5}}),
+		dumpCPU: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "dump_cpu_seconds_total",
+			Help: "CPU time of the dumping thread, user and system: the kernel building the dump's messages, decoding and accounting. Divided by dumps_total: CPU per dump."}),
+		dumpEntries: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "dump_entries",
+			Help: "Conntrack entries in the last complete dump."}),
 		overflows: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "event_overflows_total",
 			Help: "ENOBUFS on the DESTROY event socket (events lost), each followed by a resync dump."}),
 		listenErrors: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "event_errors_total",
@@ -64,7 +70,7 @@ func (m *metrics) initStateSeries() *metrics {
 }
 
 func (m *metrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.dumps, m.dumpDuration, m.overflows, m.listenErrors, m.accounting, m.indexRebuilds, m.indexEndpoints, m.stateLoads, m.stateSaves}
+	return []prometheus.Collector{m.dumps, m.dumpDuration, m.dumpCPU, m.dumpEntries, m.overflows, m.listenErrors, m.accounting, m.indexRebuilds, m.indexEndpoints, m.stateLoads, m.stateSaves}
 }
 
 // flowCollector exposes the processor's records, projected on the configured
@@ -77,7 +83,7 @@ type flowCollector struct {
 	bytes, packets, cost, price  *prometheus.Desc
 	tracked, records, lost, fold *prometheus.Desc
 	destroys, late, dup, resumed *prometheus.Desc
-	restored, resets             *prometheus.Desc
+	restored, resets, memory     *prometheus.Desc
 }
 
 func newFlowCollector(ns string, p *Processor, labels string, prices Prices) *flowCollector {
@@ -106,12 +112,13 @@ func newFlowCollector(ns string, p *Processor, labels string, prices Prices) *fl
 		dup:      d("destroy_events_duplicate_total", "DESTROY events of entries already accounted to their end (duplicates): ignored."),
 		resumed:  d("flows_resumed_total", "Entries missing from one dump and seen again by a later one: counted on from their last counters."),
 		resets:   d("counter_resets_total", "Entries whose counters went down between two looks: a new entry with the same tuple that reused the old one's kernel memory and so its conntrack ID (the old one's DESTROY counts against its own last counters), or counters zeroed by another tool. The new counters count whole."),
+		memory:   d("flow_memory_bytes", "Memory held by the per-flow state (48-byte states in slab chunks, their index, the free list); it grows with the most flows tracked at once and is reused, not returned."),
 		restored: d("state_flows_total", "Open flows restored from the state file by outcome: matched (seen again, the difference counted), ended (gone before the first dump).", "outcome"),
 	}
 }
 
 func (c *flowCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.bytes, c.packets, c.cost, c.price, c.tracked, c.records, c.lost, c.fold, c.destroys, c.late, c.dup, c.resumed, c.restored, c.resets} {
+	for _, d := range []*prometheus.Desc{c.bytes, c.packets, c.cost, c.price, c.tracked, c.records, c.lost, c.fold, c.destroys, c.late, c.dup, c.resumed, c.restored, c.resets, c.memory} {
 		ch <- d
 	}
 }
@@ -155,6 +162,7 @@ func (c *flowCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	ch <- prometheus.MustNewConstMetric(c.tracked, prometheus.GaugeValue, float64(tracked))
+	ch <- prometheus.MustNewConstMetric(c.memory, prometheus.GaugeValue, float64(st.tableBytes))
 	ch <- prometheus.MustNewConstMetric(c.records, prometheus.GaugeValue, float64(len(recs)))
 	ch <- prometheus.MustNewConstMetric(c.lost, prometheus.CounterValue, float64(st.lostFlows))
 	ch <- prometheus.MustNewConstMetric(c.fold, prometheus.CounterValue, float64(st.foldedRecords))

@@ -67,6 +67,7 @@ const (
 	stVanished
 	stDestroyed
 	stRestored
+	stFree // a free slab position of the flowTable
 )
 
 // vanishedDumps: a vanished flow is dropped after this many further dumps even
@@ -75,45 +76,37 @@ const (
 // stay bounded. A reader that lags this far behind has overflowed long since.
 const vanishedDumps = 30
 
-// flowState is the per-flow memory: the counters last accounted and the two
-// records (indexes, -1 for "not reported here") the flow's directions add to.
-// Kept in a slab, addressed through a map of flowKey -> slab index, so one map
-// lookup updates a flow in place and nothing per flow is a pointer the GC scans.
-// 40 bytes: packet counters are kept modulo 2^32 (a flow sends fewer than 4G
-// packets between two dumps, so their deltas stay exact), the epoch modulo
-// 2^16 (live flows are at most one dump old, tombstones a few dozen).
+// flowState is the per-flow memory, kept in a flowTable: the flow's key, the
+// counters last accounted and the two records (indexes, -1 for "not reported
+// here") the flow's directions add to. 48 bytes, no pointers: packet counters
+// are kept modulo 2^32 (a flow sends fewer than 4G packets between two dumps,
+// so their deltas stay exact), the epoch modulo 2^16 (live flows are at most
+// one dump old, tombstones a few dozen), the index generation modulo 2^16 (a
+// flow is resolved again when it differs; the index is rebuilt at most once a
+// second, so a flow would have to go unseen for 18 hours of rebuilds for a
+// stale resolution to pass for a current one).
 type flowState struct {
 	origBytes, replyBytes uint64
 	origPkts, replyPkts   uint32
 	recOrig, recReply     int32
-	gen                   uint32 // index generation the records were resolved with
+	// The key (see flowKey), inline so that status fits beside it.
+	id           uint32
+	sport, dport uint16
+	zone         uint16
+	proto        uint8
+	status       uint8
+	gen          uint16 // index generation the records were resolved with
 	// epoch: live, the last dump that saw it; vanished, the dump that missed it
 	// first; destroyed, the dump epoch current at the DESTROY.
-	epoch  uint16
-	status uint8
+	epoch uint16
 }
 
-// slab holds flow states in fixed chunks: growing it never copies the states
-// nor holds two arrays at once (a million flows take 40 MB, not up to 100
-// during an append's growth).
-type slab struct {
-	chunks [][]flowState
-	n      uint32
+func (st *flowState) key() flowKey {
+	return flowKey{id: st.id, sport: st.sport, dport: st.dport, zone: st.zone, proto: st.proto}
 }
 
-const (
-	slabChunkBits = 14
-	slabChunk     = 1 << slabChunkBits
-)
-
-func (s *slab) at(i uint32) *flowState { return &s.chunks[i>>slabChunkBits][i&(slabChunk-1)] }
-
-func (s *slab) add() uint32 {
-	if int(s.n>>slabChunkBits) == len(s.chunks) {
-		s.chunks = append(s.chunks, make([]flowState, slabChunk))
-	}
-	s.n++
-	return s.n - 1
+func (st *flowState) setKey(k flowKey) {
+	st.id, st.sport, st.dport, st.zone, st.proto = k.id, k.sport, k.dport, k.zone, k.proto
 }
 
 type replacedFlow struct {
@@ -127,13 +120,14 @@ type replacedFlow struct {
 // events report a flow: deltas against the last counters seen, tombstones for
 // flows that left the table. It is safe for concurrent use.
 type Processor struct {
-	mu     sync.Mutex
-	ix     *ipIndex
-	gen    uint32
-	epoch  uint32
-	flows  map[flowKey]uint32
-	slab   slab
-	free   []uint32
+	mu    sync.Mutex
+	ix    *ipIndex
+	gen   uint32
+	epoch uint32
+	flows *flowTable
+	// cursor is the slab position of the flow the running dump observed
+	// last: its next entry is most likely the next position.
+	cursor uint32
 	recIdx map[recordKey]int32
 	recs   []record
 
@@ -176,6 +170,7 @@ type procStats struct {
 	restoredSeen  uint64 // restored flows matched to a live entry
 	restoredGone  uint64 // restored flows that ended while the daemon was down
 	resets        uint64 // counters lower than last seen: zeroed, or the key names a new entry
+	tableBytes    uint64 // memory of the flow table (set by snapshot)
 }
 
 // NewProcessor returns a processor with an empty index; maxRecords bounds the
@@ -183,7 +178,7 @@ type procStats struct {
 func NewProcessor(maxRecords int) *Processor {
 	p := &Processor{
 		ix:         buildIndex("", nil, nil, nil, nil),
-		flows:      map[flowKey]uint32{},
+		flows:      newFlowTable(),
 		replaced:   map[flowKey]replacedFlow{},
 		recIdx:     map[recordKey]int32{},
 		maxRecords: maxRecords,
@@ -218,6 +213,7 @@ func (p *Processor) BeginDump() uint32 {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.epoch++
+	p.cursor = ^uint32(0)
 	return p.epoch
 }
 
@@ -280,8 +276,7 @@ func (p *Processor) EndDump() int {
 	e := p.epoch
 	e16, idle16 := uint16(e), uint16(p.idleEpoch)
 	lost := 0
-	for k, i := range p.flows {
-		st := p.slab.at(i)
+	p.flows.all(func(i uint32, st *flowState) {
 		drop := false
 		switch st.status {
 		case stLive:
@@ -302,10 +297,9 @@ func (p *Processor) EndDump() int {
 			p.stats.restoredGone++
 		}
 		if drop {
-			delete(p.flows, k)
-			p.free = append(p.free, i)
+			p.flows.remove(i)
 		}
-	}
+	})
 	for k, r := range p.replaced {
 		// The old entry's DESTROY was lost (or the counters were zeroed by
 		// another tool and there is no old entry).
@@ -318,18 +312,9 @@ func (p *Processor) EndDump() int {
 	return lost
 }
 
-func (p *Processor) alloc(k flowKey) *flowState {
-	var i uint32
-	if n := len(p.free); n > 0 {
-		i = p.free[n-1]
-		p.free = p.free[:n-1]
-	} else {
-		i = p.slab.add()
-	}
-	p.flows[k] = i
-	st := p.slab.at(i)
-	*st = flowState{}
-	return st
+func (p *Processor) alloc(k flowKey) (uint32, *flowState) {
+	i := p.flows.insert(k)
+	return i, p.flows.at(i)
 }
 
 func (p *Processor) observe(f *conntrack.Flow, destroy bool) {
@@ -346,10 +331,14 @@ func (p *Processor) observe(f *conntrack.Flow, destroy bool) {
 			return
 		}
 	}
-	i, ok := p.flows[k]
+	guess := ^uint32(0)
+	if !destroy {
+		guess = p.cursor + 1
+	}
+	i, ok := p.flows.find(k, guess)
 	var st *flowState
 	if ok {
-		st = p.slab.at(i)
+		st = p.flows.at(i)
 		switch st.status {
 		case stDestroyed:
 			// Already final: a dump that started before the DESTROY event may
@@ -377,11 +366,11 @@ func (p *Processor) observe(f *conntrack.Flow, destroy bool) {
 			p.stats.restoredSeen++
 			p.resolve(f, st)
 		}
-		if st.gen != p.gen {
+		if st.gen != uint16(p.gen) {
 			p.resolve(f, st)
 		}
 	} else {
-		st = p.alloc(k)
+		i, st = p.alloc(k)
 		p.resolve(f, st)
 		if p.baseline && !p.restored && p.epoch == 1 && p.ended == 0 && !destroy {
 			st.origBytes, st.origPkts = f.OrigBytes, uint32(f.OrigPackets)
@@ -400,6 +389,8 @@ func (p *Processor) observe(f *conntrack.Flow, destroy bool) {
 	st.status = stLive
 	if destroy {
 		st.status = stDestroyed
+	} else {
+		p.cursor = i
 	}
 }
 
@@ -442,7 +433,7 @@ func (p *Processor) resolve(f *conntrack.Flow, st *flowState) {
 	resp := p.ix.lookup(f.ReplySrc)
 	st.recOrig = p.recordFor(ini, resp)
 	st.recReply = p.recordFor(resp, ini)
-	st.gen = p.gen
+	st.gen = uint16(p.gen)
 }
 
 // recordFor applies the counting rule to bytes sent from src to dst: the node of
@@ -483,11 +474,20 @@ func (p *Processor) recordByKey(k recordKey) int32 {
 	return r
 }
 
+// TableBytes is the memory the per-flow state holds.
+func (p *Processor) TableBytes() uint64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.flows.bytes()
+}
+
 // snapshot copies the records and stats under the lock.
 func (p *Processor) snapshot() ([]record, procStats, int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return slices.Clone(p.recs), p.stats, len(p.flows)
+	st := p.stats
+	st.tableBytes = p.flows.bytes()
+	return slices.Clone(p.recs), st, p.flows.len()
 }
 
 // top returns the n records with the most bytes.

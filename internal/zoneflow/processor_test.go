@@ -90,8 +90,8 @@ func TestDeltas(t *testing.T) {
 	if got := sum(); got != 400 {
 		t.Fatalf("after destroy %d, want 400", got)
 	}
-	if lost := dump(); lost != 0 || len(p.flows) != 0 {
-		t.Fatalf("tombstone: lost %d, tracked %d", lost, len(p.flows))
+	if lost := dump(); lost != 0 || p.flows.len() != 0 {
+		t.Fatalf("tombstone: lost %d, tracked %d", lost, p.flows.len())
 	}
 	// A short flow seen only by its DESTROY event.
 	short := flow(2, n1Pod, n2Pod, n2Pod, n1Pod, 70, 0)

@@ -334,23 +334,22 @@ func (p *Processor) saveState(maxFlows int) *stateFile {
 		}
 	}
 	n := 0
-	for _, i := range p.flows {
-		if p.slab.at(i).status == stLive {
+	p.flows.all(func(_ uint32, st *flowState) {
+		if st.status == stLive {
 			n++
 		}
-	}
+	})
 	s.flows = make([]savedFlow, 0, min(n, maxFlows))
-	for k, i := range p.flows {
-		st := p.slab.at(i)
+	p.flows.all(func(_ uint32, st *flowState) {
 		if st.status != stLive {
-			continue
+			return
 		}
 		if len(s.flows) == maxFlows {
 			s.complete = false
-			break
+			return
 		}
-		s.flows = append(s.flows, savedFlow{key: k, origBytes: st.origBytes, origPkts: uint64(st.origPkts), replyBytes: st.replyBytes, replyPkts: uint64(st.replyPkts)})
-	}
+		s.flows = append(s.flows, savedFlow{key: st.key(), origBytes: st.origBytes, origPkts: uint64(st.origPkts), replyBytes: st.replyBytes, replyPkts: uint64(st.replyPkts)})
+	})
 	return s
 }
 
@@ -369,10 +368,10 @@ func (p *Processor) restoreState(s *stateFile) {
 		}
 	}
 	for _, f := range s.flows {
-		if _, ok := p.flows[f.key]; ok {
+		if _, ok := p.flows.find(f.key, ^uint32(0)); ok {
 			continue
 		}
-		st := p.alloc(f.key)
+		_, st := p.alloc(f.key)
 		st.origBytes, st.origPkts, st.replyBytes, st.replyPkts = f.origBytes, uint32(f.origPkts), f.replyBytes, uint32(f.replyPkts)
 		st.status = stRestored
 	}

@@ -7,8 +7,11 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"runtime"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -62,6 +65,8 @@ type tracer struct {
 	listening func()
 	// eventsUp: the event listener is running (the final dump waits for it).
 	eventsUp atomic.Bool
+	// gc, if set, tunes GOGC to the flow table after each dump (gctune.go).
+	gc *gcTuner
 }
 
 func (t *tracer) markDirty() {
@@ -107,20 +112,45 @@ func (t *tracer) indexLoop(ctx context.Context) error {
 	}
 }
 
-// dump runs one full dump through the processor and returns its epoch.
+// dump runs one full dump through the processor and returns its epoch. It
+// runs on one locked OS thread, whose CPU time is the dump's: the kernel
+// building the dump's messages (in the thread's recvmsg calls), decoding and
+// accounting.
 func (t *tracer) dump(ctx context.Context) (uint32, error) {
 	t.checkAccounting()
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	cpu := threadCPU()
 	start := time.Now()
 	epoch := t.p.BeginDump()
-	err := t.src.Dump(ctx, t.p.Observe)
+	entries := 0
+	err := t.src.Dump(ctx, func(f *conntrack.Flow) {
+		entries++
+		t.p.Observe(f)
+	})
 	if err != nil {
 		t.m.dumps.WithLabelValues("error").Inc()
+		t.m.dumpCPU.Add((threadCPU() - cpu).Seconds())
 		return epoch, err
 	}
 	t.p.EndDump()
 	t.m.dumpDuration.Observe(time.Since(start).Seconds())
+	t.m.dumpCPU.Add((threadCPU() - cpu).Seconds())
+	t.m.dumpEntries.Set(float64(entries))
 	t.m.dumps.WithLabelValues("success").Inc()
+	if t.gc != nil {
+		t.gc.tune(t.p.TableBytes())
+	}
 	return epoch, nil
+}
+
+// threadCPU is the calling thread's CPU time (user and system).
+func threadCPU() time.Duration {
+	var ru unix.Rusage
+	if unix.Getrusage(unix.RUSAGE_THREAD, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // dumpLoop dumps every interval and at once after an event overflow. When ctx
