@@ -145,7 +145,7 @@ test: check testenv tools monitoring ## All tests: gofmt, vet, unit and integrat
 .PHONY: bench
 bench: testenv ## Benchmarks; each reports its ratio against a baseline measured in the same run.
 	TRELLIS_TESTENV_ASSETS="$$(scripts/testenv.sh --path)" \
-	  $(GO) test -run '^$$' -bench . -benchmem -count=1 $(TESTFLAGS) ./...
+	  $(GO) test -run '^$$' -bench . -benchmem -count=1 -timeout $(TEST_TIMEOUT) $(TESTFLAGS) ./...
 
 .PHONY: bench-zone-flow-tracer-1m
 bench-zone-flow-tracer-1m: testenv ## zone-flow-tracer at a million conntrack entries (root): bare dump, tracer, built daemon; 3 dumps each.
