@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 	metricspb "go.opentelemetry.io/proto/otlp/metrics/v1"
 	resourcepb "go.opentelemetry.io/proto/otlp/resource/v1"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/trellis-garden/trellis/internal/otlpexport"
 	"github.com/trellis-garden/trellis/internal/otlpexport/otlptest"
+	"github.com/trellis-garden/trellis/internal/testkit"
 )
 
 const (
@@ -140,59 +140,21 @@ func (e *testExporter) enqueue(t *testing.T, rms []*metricspb.ResourceMetrics) {
 	}
 }
 
-// metric returns the value of a counter or gauge series; labels are name=value pairs.
+// metric returns the value of a counter or gauge series (a histogram's count);
+// labels are name=value pairs.
 func (e *testExporter) metric(t *testing.T, name string, labels ...string) float64 {
 	t.Helper()
-	mfs, err := e.reg.Gather()
-	if err != nil {
-		t.Fatalf("Gather: %v", err)
+	v, ok := testkit.Metric(t, e.reg, namespace+"_"+name, labels...)
+	if !ok {
+		t.Fatalf("no series %s%v", name, labels)
 	}
-	for _, mf := range mfs {
-		if mf.GetName() != namespace+"_"+name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			if hasLabels(m, labels) {
-				switch {
-				case m.Counter != nil:
-					return m.Counter.GetValue()
-				case m.Gauge != nil:
-					return m.Gauge.GetValue()
-				case m.Histogram != nil:
-					return float64(m.Histogram.GetSampleCount())
-				}
-			}
-		}
-	}
-	t.Fatalf("no series %s%v", name, labels)
-	return 0
-}
-
-func hasLabels(m *dto.Metric, labels []string) bool {
-	for i := 0; i+1 < len(labels); i += 2 {
-		found := false
-		for _, lp := range m.GetLabel() {
-			if lp.GetName() == labels[i] && lp.GetValue() == labels[i+1] {
-				found = true
-			}
-		}
-		if !found {
-			return false
-		}
-	}
-	return true
+	return v
 }
 
 // eventually polls cond until it holds or waitFor passes.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(waitFor)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testkit.EventuallyWithin(t, waitFor, what, cond)
 }
 
 // waitDrained waits until the exporter's queue is empty.
