@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -114,6 +116,18 @@ func TestSyncBuffer(t *testing.T) {
 	b.Reset()
 	if b.String() != "" {
 		t.Fatal("Reset kept data")
+	}
+}
+
+func TestWriteAtomic(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "rules.yaml")
+	WriteAtomic(t, path, "a")
+	WriteAtomic(t, path, "b")
+	if b, err := os.ReadFile(path); err != nil || string(b) != "b" {
+		t.Fatalf("content %q, %v", b, err)
+	}
+	if _, err := os.Stat(path + ".tmp"); !os.IsNotExist(err) {
+		t.Fatalf("temporary file left: %v", err)
 	}
 }
 
