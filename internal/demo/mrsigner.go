@@ -217,7 +217,7 @@ func (s *mrScenario) act(ctx context.Context) error {
 		return err
 	}
 	if err := pollUntil(ctx, 60*time.Second, func() bool {
-		return scrape(ctx, s.p.addr("serving web endpoints")).sum("trellis_mr_signer_verifications_total", "result", "Valid") >= 1
+		return scrape(ctx, s.p.addr("serving web endpoints")).sum("trellis_mr_signer_verifications_total", "result", "valid") >= 1
 	}); err != nil {
 		return fmt.Errorf("the ManagedResource was never verified: %w", err)
 	}
@@ -313,8 +313,8 @@ func (s *mrScenario) status(ctx context.Context) Status {
 	st.Lines = append(st.Lines, fmt.Sprintf("admissions signed %.0f stripped %.0f  verifications Valid %.0f invalid %.0f  quarantines %.0f  lifted %.0f  quarantined now %.0f",
 		m.sum("trellis_mr_signer_admission_requests_total", "action", "signed"),
 		m.sum("trellis_mr_signer_admission_requests_total", "action", "stripped"),
-		m.sum("trellis_mr_signer_verifications_total", "result", "Valid"),
-		m.sum("trellis_mr_signer_verifications_total")-m.sum("trellis_mr_signer_verifications_total", "result", "Valid"),
+		m.sum("trellis_mr_signer_verifications_total", "result", "valid"),
+		m.sum("trellis_mr_signer_verifications_total")-m.sum("trellis_mr_signer_verifications_total", "result", "valid"),
 		m.sum("trellis_mr_signer_quarantines_total"), m.sum("trellis_mr_signer_quarantine_lifts_total"),
 		m.sum("trellis_mr_signer_quarantined_managed_resources")))
 	if u, err := s.d.env.Dynamic.Resource(mrsigner.ManagedResourceGVR).Namespace(s.ns).Get(ctx, mrName, metav1.GetOptions{}); err == nil {

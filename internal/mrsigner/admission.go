@@ -76,8 +76,8 @@ func decode(req *Request) (*corev1.Secret, error) {
 func (a *Admitter) Mutate(_ context.Context, req *Request) *admissionv1.AdmissionResponse {
 	start := time.Now()
 	resp, action := a.mutate(req)
-	a.metrics.admissions.WithLabelValues("mutate", action).Inc()
-	a.metrics.admissionTime.WithLabelValues("mutate").Observe(time.Since(start).Seconds())
+	a.metrics.admissions.WithLabelValues(webhookMutate, action).Inc()
+	a.metrics.admissionTime.WithLabelValues(webhookMutate).Observe(time.Since(start).Seconds())
 	return resp
 }
 
@@ -135,8 +135,8 @@ func (a *Admitter) mutate(req *Request) (*admissionv1.AdmissionResponse, string)
 func (a *Admitter) Validate(_ context.Context, req *Request) *admissionv1.AdmissionResponse {
 	start := time.Now()
 	resp, action := a.validate(req)
-	a.metrics.admissions.WithLabelValues("validate", action).Inc()
-	a.metrics.admissionTime.WithLabelValues("validate").Observe(time.Since(start).Seconds())
+	a.metrics.admissions.WithLabelValues(webhookValidate, action).Inc()
+	a.metrics.admissionTime.WithLabelValues(webhookValidate).Observe(time.Since(start).Seconds())
 	return resp
 }
 
@@ -206,8 +206,8 @@ type MRRequest = webhook.Request[mrObject]
 func (a *Admitter) ValidateManagedResource(_ context.Context, req *MRRequest) *admissionv1.AdmissionResponse {
 	start := time.Now()
 	resp, action := a.validateMR(req)
-	a.metrics.admissions.WithLabelValues("validate-managedresource", action).Inc()
-	a.metrics.admissionTime.WithLabelValues("validate-managedresource").Observe(time.Since(start).Seconds())
+	a.metrics.admissions.WithLabelValues(webhookValidateManagedResource, action).Inc()
+	a.metrics.admissionTime.WithLabelValues(webhookValidateManagedResource).Observe(time.Since(start).Seconds())
 	return resp
 }
 

@@ -149,7 +149,7 @@ func TestBinary(t *testing.T) {
 		return err == nil && u.GetAnnotations()[IgnoreAnnotation] == "true" && strings.HasPrefix(u.GetAnnotations()[QuarantineAnnotation], "SignatureMissing")
 	})
 	_, m := get("/metrics")
-	for _, want := range []string{"trellis_mr_signer_build_info{", `trellis_mr_signer_quarantines_total{reason="SignatureMissing"} 1`,
+	for _, want := range []string{"trellis_mr_signer_build_info{", `trellis_mr_signer_quarantines_total{reason="signature_missing"} 1`,
 		`trellis_mr_signer_admission_requests_total{action="signed",webhook="mutate"}`, `trellis_mr_signer_keys{kind="signing"} 1`, "trellis_mr_signer_quarantined_managed_resources 1"} {
 		if !strings.Contains(m, want) {
 			t.Errorf("/metrics lacks %s", want)

@@ -218,7 +218,7 @@ func TestBootstrapFreshNamespace(t *testing.T) {
 		t.Fatal(err)
 	}
 	poll(t, 30*time.Second, "the ManagedResource in mr-signer's cache", func() bool {
-		return strings.Contains(d.metrics(t), `trellis_mr_signer_verifications_total{result="Valid"}`)
+		return strings.Contains(d.metrics(t), `trellis_mr_signer_verifications_total{result="valid"}`)
 	})
 
 	denied := func(what string, err error) {

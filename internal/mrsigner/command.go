@@ -11,7 +11,6 @@ import (
 	"os"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 	"k8s.io/client-go/dynamic"
 
@@ -58,10 +57,7 @@ func run(ctx context.Context, d *daemon.Daemon, o *Options) error {
 
 	mrs := newManagedResourceInformer(dyn, o.WatchNamespace, o.ResyncPeriod)
 	d.Go("managedresources", func(ctx context.Context) error { mrs.Run(ctx.Done()); return nil })
-	d.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Namespace: d.Namespace, Name: "quarantined_managed_resources",
-		Help: "ManagedResources in the watched namespaces that carry the trellis.dev/quarantined annotation now.",
-	}, func() float64 { return float64(countQuarantined(mrs)) }))
+	d.Registry.MustRegister(quarantinedGauge(d.Namespace, func() int { return countQuarantined(mrs) }))
 	d.Ready.Add("managedresources", func(context.Context) error {
 		if !mrs.HasSynced() {
 			return errors.New("managedresources cache not synced")

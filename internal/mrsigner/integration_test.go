@@ -334,13 +334,13 @@ func TestSignVerifyQuarantine(t *testing.T) {
 
 	m := d.metrics(t)
 	for _, want := range []string{
-		`trellis_mr_signer_quarantines_total{reason="SignatureMissing"}`,
-		`trellis_mr_signer_quarantines_total{reason="SignatureInvalid"}`,
-		`trellis_mr_signer_quarantines_total{reason="UnknownKey"}`,
+		`trellis_mr_signer_quarantines_total{reason="signature_missing"}`,
+		`trellis_mr_signer_quarantines_total{reason="signature_invalid"}`,
+		`trellis_mr_signer_quarantines_total{reason="unknown_key"}`,
 		`trellis_mr_signer_admission_requests_total{action="signed",webhook="mutate"}`,
 		`trellis_mr_signer_admission_requests_total{action="stripped",webhook="mutate"}`,
 		`trellis_mr_signer_admission_requests_total{action="denied",webhook="validate"}`,
-		`trellis_mr_signer_verifications_total{result="Valid"}`,
+		`trellis_mr_signer_verifications_total{result="valid"}`,
 		`trellis_mr_signer_keys{kind="verification"} 3`,
 		`trellis_mr_signer_quarantine_lifts_total`,
 	} {

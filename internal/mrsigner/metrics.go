@@ -1,9 +1,19 @@
 package mrsigner
 
 import (
+	"strings"
+	"unicode"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/trellis-garden/trellis/internal/webhook"
+)
+
+// Webhooks (the label of admission_requests_total and admission_duration_seconds).
+const (
+	webhookMutate                  = "mutate"
+	webhookValidate                = "validate"
+	webhookValidateManagedResource = "validate_managed_resource"
 )
 
 // Actions in the admission_requests_total metric.
@@ -42,11 +52,11 @@ func newMetrics(namespace string) *metrics {
 		}, []string{"webhook"}),
 		verifications: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Name: "verifications_total",
-			Help: "Secrets verified by the controller, by result (Valid, SignatureMissing, SignatureMalformed, UnknownKey, SignatureInvalid, SecretNotFound, Error).",
+			Help: "Secrets verified by the controller, by result (valid, signature_missing, signature_malformed, unknown_key, signature_invalid, secret_not_found, error).",
 		}, []string{"result"}),
 		quarantines: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Name: "quarantines_total",
-			Help: "ManagedResources put into quarantine (annotation resources.gardener.cloud/ignore) by reason.",
+			Help: "ManagedResources put into quarantine (annotation resources.gardener.cloud/ignore) by reason (the results of verifications_total but valid).",
 		}, []string{"reason"}),
 		lifts: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: namespace, Name: "quarantine_lifts_total",
@@ -73,6 +83,32 @@ func newMetrics(namespace string) *metrics {
 			Help: "NotAfter (Unix seconds) by certificate: serving (the webhook certificate served now) and ca (the bootstrap CA, on the leader with --bootstrap.certificates).",
 		}, []string{"certificate"}),
 	}
+}
+
+// labelValue is a verification result (secretsig.Reason, CamelCase as in the
+// quarantine annotation and Events) as a label value: snake_case, like every
+// trellis label value (SignatureMissing -> signature_missing).
+func labelValue(reason string) string {
+	var b strings.Builder
+	for i, r := range reason {
+		if unicode.IsUpper(r) {
+			if i > 0 {
+				b.WriteByte('_')
+			}
+			r = unicode.ToLower(r)
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+// quarantinedGauge reads count (quarantined ManagedResources in the informer's
+// cache) at scrape time.
+func quarantinedGauge(namespace string, count func() int) prometheus.GaugeFunc {
+	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: namespace, Name: "quarantined_managed_resources",
+		Help: "ManagedResources in the watched namespaces that carry the trellis.dev/quarantined annotation now.",
+	}, func() float64 { return float64(count()) })
 }
 
 func (m *metrics) collectors() []prometheus.Collector {

@@ -145,7 +145,7 @@ func (v *Verifier) reconcile(ctx context.Context, key string) error {
 		if err != nil {
 			return err
 		}
-		v.metrics.verifications.WithLabelValues(r).Inc()
+		v.metrics.verifications.WithLabelValues(labelValue(r)).Inc()
 		if r != "Valid" && reason == "" {
 			reason, detail = r, d
 		}
@@ -208,7 +208,7 @@ func (v *Verifier) quarantine(ctx context.Context, mr *unstructured.Unstructured
 		return fmt.Errorf("quarantine: %w", err)
 	}
 	if _, already := ann[QuarantineAnnotation]; !already {
-		v.metrics.quarantines.WithLabelValues(reason).Inc()
+		v.metrics.quarantines.WithLabelValues(labelValue(reason)).Inc()
 	}
 	v.Recorder.Eventf(mr, corev1.EventTypeWarning, "Quarantined", "%s; set %s=true so the resource manager skips it", value, IgnoreAnnotation)
 	v.Log.Warn("managed resource quarantined", "managedResource", mr.GetNamespace()+"/"+mr.GetName(), "reason", reason, "detail", detail)
