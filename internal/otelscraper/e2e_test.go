@@ -1,7 +1,6 @@
 package otelscraper
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -68,8 +67,8 @@ func runDaemon(t *testing.T, args ...string) (stop func() int) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cmd := NewCommand()
 	cmd.SetArgs(args)
-	var logs bytes.Buffer
-	cmd.SetErr(&lockedWriter{w: &logs})
+	var logs testkit.SyncBuffer
+	cmd.SetErr(&logs)
 	cmd.SetOut(io.Discard)
 	done := make(chan int, 1)
 	go func() { done <- daemon.Execute(ctx, cmd) }()
@@ -88,17 +87,6 @@ func runDaemon(t *testing.T, args ...string) (stop func() int) {
 	}
 	t.Cleanup(func() { stop() })
 	return stop
-}
-
-type lockedWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
 }
 
 func TestScrapeToOTLP(t *testing.T) {

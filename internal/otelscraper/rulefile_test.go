@@ -17,24 +17,12 @@ import (
 	"github.com/trellis-garden/trellis/internal/testkit"
 )
 
-// writeAtomic replaces a file as editors and ConfigMap mounts do.
-func writeAtomic(t *testing.T, path, content string) {
-	t.Helper()
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(content), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // TestFileRuleSource: a changed rules file is applied without a restart;
 // invalid rules and a missing file keep the last good rules with the
 // ConfigMap path's log line and metrics; SIGHUP reloads at once.
 func TestFileRuleSource(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "rules.yaml")
-	writeAtomic(t, path, "jobs:\n  a: {keep: [xx]}\n")
+	testkit.WriteAtomic(t, path, "jobs:\n  a: {keep: [xx]}\n")
 	var logs testkit.SyncBuffer
 	reg := prometheus.NewRegistry()
 	src, err := NewFileRuleSource(path, 100*time.Millisecond, slog.New(slog.NewTextHandler(&logs, nil)), reg, "test")
@@ -53,10 +41,10 @@ func TestFileRuleSource(t *testing.T) {
 		return testutil.ToFloat64(src.metrics.reloads.WithLabelValues(result))
 	}
 
-	writeAtomic(t, path, "jobs:\n  b: {keep: [up_total]}\n")
+	testkit.WriteAtomic(t, path, "jobs:\n  b: {keep: [up_total]}\n")
 	testkit.Eventually(t, "the changed rules", func() bool { return jobs() == "b" })
 
-	writeAtomic(t, path, "jobs:\n  c: {kep: [y]}\n")
+	testkit.WriteAtomic(t, path, "jobs:\n  c: {kep: [y]}\n")
 	testkit.Eventually(t, "the reload error", func() bool { return reloads("error") == 1 })
 	if jobs() != "b" {
 		t.Errorf("invalid rules replaced the last good ones: jobs %q", jobs())
@@ -81,7 +69,7 @@ func TestFileRuleSource(t *testing.T) {
 		t.Errorf("a missing file replaced the last good rules: jobs %q", jobs())
 	}
 
-	writeAtomic(t, path, "jobs:\n  d: {keep: [zz]}\n")
+	testkit.WriteAtomic(t, path, "jobs:\n  d: {keep: [zz]}\n")
 	testkit.Eventually(t, "the fixed rules", func() bool { return jobs() == "d" })
 	if got := testutil.ToFloat64(src.metrics.lastSuccess); got != 1 {
 		t.Errorf("rules_last_reload_success = %v after a good reload", got)
@@ -97,7 +85,7 @@ func TestFileRuleSourceSIGHUP(t *testing.T) {
 	// its way after the test must not end the process either.
 	signal.Notify(make(chan os.Signal, 1), syscall.SIGHUP)
 	path := filepath.Join(t.TempDir(), "rules.yaml")
-	writeAtomic(t, path, "jobs:\n  a: {keep: [xx]}\n")
+	testkit.WriteAtomic(t, path, "jobs:\n  a: {keep: [xx]}\n")
 	src, err := NewFileRuleSource(path, time.Hour, nil, nil, "test")
 	if err != nil {
 		t.Fatal(err)
@@ -106,7 +94,7 @@ func TestFileRuleSourceSIGHUP(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- src.Run(ctx) }()
 	defer func() { cancel(); <-done }()
-	writeAtomic(t, path, "jobs:\n  b: {keep: [up_total]}\n")
+	testkit.WriteAtomic(t, path, "jobs:\n  b: {keep: [up_total]}\n")
 	last := time.Time{}
 	testkit.Eventually(t, "the rules after SIGHUP", func() bool {
 		if time.Since(last) > 500*time.Millisecond {

@@ -1,7 +1,6 @@
 package otelscraper
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"slices"
@@ -25,30 +24,6 @@ import (
 	"github.com/trellis-garden/trellis/internal/testenv"
 	"github.com/trellis-garden/trellis/internal/testkit"
 )
-
-// ruleLogs collects a RuleSource's log output; safe for the informer goroutines.
-type ruleLogs struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *ruleLogs) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *ruleLogs) count(substr string) int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return strings.Count(l.buf.String(), substr)
-}
-
-func (l *ruleLogs) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
 
 // reasonRecorder passes Events on and counts them per reason.
 type reasonRecorder struct {
@@ -143,7 +118,7 @@ func TestRuleSourceFollowsConfigMap(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	logs := &ruleLogs{}
+	logs := &testkit.SyncBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	reg := prometheus.NewRegistry()
 	events := &reasonRecorder{EventRecorder: newTestRecorder(t, env.Client)}
@@ -163,7 +138,7 @@ func TestRuleSourceFollowsConfigMap(t *testing.T) {
 	if src.Current() != DefaultRules() {
 		t.Fatal("no ConfigMap: Current is not the defaults")
 	}
-	if n := logs.count("reason=configMapNotFound"); n != 1 {
+	if n := strings.Count(logs.String(), "reason=configMapNotFound"); n != 1 {
 		t.Errorf("missing ConfigMap logged %d times, want once:\n%s", n, logs)
 	}
 	metric := func(name string, labels ...string) float64 { return ruleMetric(t, reg, name, labels...) }
@@ -192,7 +167,7 @@ jobs:
 		t.Errorf("after apply: success %v error %v last %v defaults %v", reloads("success"), reloads("error"), metric("rules_last_reload_success"), metric("rules_defaults_in_use"))
 	}
 	appliedAt := metric("rules_last_reload_timestamp_seconds")
-	if n := logs.count(`msg="filter rules applied"`); n != 1 {
+	if n := strings.Count(logs.String(), `msg="filter rules applied"`); n != 1 {
 		t.Errorf("applied logged %d times:\n%s", n, logs)
 	}
 
@@ -209,7 +184,7 @@ jobs:
 	if metric("rules_last_reload_success") != 0 || metric("rules_last_reload_timestamp_seconds") != appliedAt {
 		t.Errorf("after error: last success %v, timestamp %v (was %v)", metric("rules_last_reload_success"), metric("rules_last_reload_timestamp_seconds"), appliedAt)
 	}
-	if n := logs.count(`msg="invalid filter rules, keeping the last good rules"`); n != 1 ||
+	if n := strings.Count(logs.String(), `msg="invalid filter rules, keeping the last good rules"`); n != 1 ||
 		!strings.Contains(logs.String(), "jobs.cadvisor.keep[0]: error parsing regexp") {
 		t.Errorf("invalid rules logged %d times:\n%s", n, logs)
 	}
@@ -267,7 +242,7 @@ jobs:
 		t.Fatal(err)
 	}
 	testkit.Eventually(t, "defaults after the key was removed", func() bool { return src.Current() == DefaultRules() })
-	if logs.count("reason=keyNotFound") != 1 || metric("rules_defaults_in_use") != 1 {
+	if strings.Count(logs.String(), "reason=keyNotFound") != 1 || metric("rules_defaults_in_use") != 1 {
 		t.Errorf("key removal: defaults_in_use %v\n%s", metric("rules_defaults_in_use"), logs)
 	}
 
@@ -281,7 +256,7 @@ jobs:
 		t.Fatal(err)
 	}
 	testkit.Eventually(t, "defaults after the ConfigMap was deleted", func() bool { return src.Current() == DefaultRules() })
-	if logs.count("reason=configMapNotFound") != 2 || metric("rules_defaults_in_use") != 1 || metric("rules_last_reload_success") != 1 {
+	if strings.Count(logs.String(), "reason=configMapNotFound") != 2 || metric("rules_defaults_in_use") != 1 || metric("rules_last_reload_success") != 1 {
 		t.Errorf("deletion: defaults_in_use %v\n%s", metric("rules_defaults_in_use"), logs)
 	}
 	if strings.Contains(logs.String(), "level=WARN") {
