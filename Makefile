@@ -152,6 +152,11 @@ bench-zone-flow-tracer-1m: testenv ## zone-flow-tracer at a million conntrack en
 	TRELLIS_TESTENV_ASSETS="$$(scripts/testenv.sh --path)" \
 	  $(GO) test -run '^$$' -bench 'RealDump1M' -benchtime 3x -count=1 -timeout 60m ./internal/zoneflow/
 
+.PHONY: bench-wg-gateway
+bench-wg-gateway: testenv ## wg-gateway's relay benchmarks: UDP offload on/off against the plain batched forwarder (relay CPU time per datagram), and the in-process relay ratio.
+	TRELLIS_TESTENV_ASSETS="$$(scripts/testenv.sh --path)" \
+	  $(GO) test -run '^$$' -bench 'BenchmarkRelay|BenchmarkForwarder' -benchmem -count=1 $(TESTFLAGS) ./internal/wggateway/ ./internal/udpbatch/
+
 .PHONY: lint
 lint: check ## check plus staticcheck (pinned in tools/go.mod).
 	$(GO) tool staticcheck ./...
