@@ -56,6 +56,10 @@ const (
 	APIServiceIP = "198.19.0.1"
 	ClusterRange = "198.18.0.0/15"
 	NodeName     = "trellis-e2e"
+	// PeerNodeIP is the InternalIP of a stand-in second node (a Node object
+	// without a kubelet, in another zone) that a test may put on lo to receive
+	// traffic as that node (AddPeerAddress); Down removes it.
+	PeerNodeIP = "198.18.0.2"
 	// Zone is the node's topology.kubernetes.io/zone label.
 	Zone = "e2e-a"
 	// PauseImage is the sandbox image Up builds and imports.
@@ -343,6 +347,29 @@ func Up(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 	}
 	cfg.logf("up in %s; kubeconfig %s", time.Since(start).Round(100*time.Millisecond), kc)
 	return cl, nil
+}
+
+// AddPeerAddress puts PeerNodeIP on lo (Down removes it).
+func AddPeerAddress() error { return run("ip", "addr", "replace", PeerNodeIP+"/32", "dev", "lo") }
+
+// RemovePeerAddress takes PeerNodeIP off lo when it is there.
+func RemovePeerAddress() error {
+	out, _ := exec.Command("ip", "-o", "addr", "show", "dev", "lo").Output()
+	if !bytes.Contains(out, []byte(" "+PeerNodeIP+"/32")) {
+		return nil
+	}
+	return run("ip", "addr", "del", PeerNodeIP+"/32", "dev", "lo")
+}
+
+// HostPathDir is a folder under the state folder for a pod's hostPath volume
+// (owned by uid and gid NonRootUID, so the non-root daemons can write it); Down
+// removes it with the rest of the state.
+func (c *Cluster) HostPathDir(name string) (string, error) {
+	d := c.cfg.path("hostpath", name)
+	if err := os.MkdirAll(d, 0o700); err != nil {
+		return "", err
+	}
+	return d, os.Chown(d, NonRootUID, NonRootUID)
 }
 
 // Attach returns a client of the cluster recorded in cfg.StateDir.

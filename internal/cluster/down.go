@@ -58,6 +58,7 @@ func Down(cfg Config) error {
 	if fileExists("/sys/class/net/" + bridgeName) {
 		note(run("ip", "link", "del", bridgeName))
 	}
+	note(RemovePeerAddress())
 	if haveState {
 		if st.AddedAddr {
 			out, _ := exec.Command("ip", "-o", "addr", "show", "dev", "lo").Output()
@@ -82,7 +83,7 @@ func Down(cfg Config) error {
 	for _, dir := range []string{"-s", "-d"} {
 		_ = exec.Command("conntrack", "-D", dir, ClusterRange).Run()
 	}
-	for _, d := range []string{"containerd", "kubelet", "etcd", "cni", "pki", "pids"} {
+	for _, d := range []string{"containerd", "kubelet", "etcd", "cni", "pki", "pids", "hostpath"} {
 		note(os.RemoveAll(cfg.path(d)))
 	}
 	if len(errs) == 0 || !haveState {
