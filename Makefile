@@ -110,6 +110,14 @@ $(KUSTOMIZE):
 testenv: ## Build kube-apiserver and etcd into the cache outside the repo (cold 5-20 min, then instant).
 	@scripts/testenv.sh >/dev/null
 
+# The real gardener-resource-manager (v1.149.3, from the Go module proxy) for
+# mr-signer's TestResourceManagerPrevention; cached beside the testenv. A cold build
+# compiles gardener and its Kubernetes dependencies: 5-15 min on a quiet machine
+# (about 15 min on a loaded 2-core one), then instant.
+.PHONY: gardener-rm
+gardener-rm: ## Build the real gardener-resource-manager into the testenv cache (cold 5-15 min, then instant).
+	@scripts/gardener-rm.sh >/dev/null
+
 .PHONY: check
 check: ## gofmt and go vet (part of test).
 	@out=$$(gofmt -l $$(git ls-files -co --exclude-standard '*.go')); \
@@ -136,8 +144,9 @@ $(TRELLIS_CACHE)/tools/prometheus-deb/usr/bin/promtool:
 	  dpkg-deb -x prometheus_*.deb prometheus-deb && rm -f prometheus_*.deb
 
 .PHONY: test
-test: check testenv tools monitoring ## All tests: gofmt, vet, unit and integration tests against a real kube-apiserver, alerting rules and dashboards, then the e2e on a real single-node cluster (root on Linux).
+test: check testenv gardener-rm tools monitoring ## All tests: gofmt, vet, unit and integration tests against a real kube-apiserver, alerting rules and dashboards, then the e2e on a real single-node cluster (root on Linux).
 	TRELLIS_TESTENV_ASSETS="$$(scripts/testenv.sh --path)" TRELLIS_TESTENV_REQUIRED=true \
+	  TRELLIS_GARDENER_RM="$$(scripts/gardener-rm.sh --path)" \
 	  TRELLIS_KUSTOMIZE=$(KUSTOMIZE) $(GO) test -count=1 -timeout $(TEST_TIMEOUT) $(TESTFLAGS) ./...
 	@# After the package tests, never beside them: the e2e cluster runs the same binaries.
 	@$(MAKE) --no-print-directory e2e

@@ -57,7 +57,10 @@ cp -r "$apis" "$work/src/pkg/apis"
 chmod -R u+w "$work/src/pkg/apis"
 
 cd "$work/src"
-ldflags="-s -w -X github.com/gardener/gardener/pkg/version.gitVersion=$GARDENER_VERSION"
+# The version as gardener's hack/get-build-ld-flags.sh sets it (k8s.io/component-base).
+major=${GARDENER_VERSION#v}; minor=${major#*.}; major=${major%%.*}; minor=${minor%%.*}
+vpkg=k8s.io/component-base/version
+ldflags="-s -w -X $vpkg.gitVersion=$GARDENER_VERSION -X $vpkg.gitMajor=$major -X $vpkg.gitMinor=$minor -X $vpkg.gitTreeState=clean -X $vpkg/verflag.programName=Gardener"
 go build -trimpath -ldflags "$ldflags" -o "$work/gardener-resource-manager" ./cmd/gardener-resource-manager
 
 # Move into place only when built, so a broken build never looks cached.

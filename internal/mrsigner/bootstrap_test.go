@@ -283,6 +283,16 @@ func TestBootstrapFreshNamespace(t *testing.T) {
 	if err := trusted.CoreV1().Secrets(ns).Delete(ctx, "managedresource-a", metav1.DeleteOptions{}); err != nil {
 		t.Errorf("trusted delete: %v", err)
 	}
+	// Every CREATE reaches mr-signer (matchConditions): an unlabelled re-create of
+	// the referenced name is denied to the untrusted user and signed for the trusted one.
+	unlabelled := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "managedresource-a"}, Data: map[string][]byte{"x.yaml": []byte("kind: ClusterRoleBinding")}}
+	_, err = mallory.CoreV1().Secrets(ns).Create(ctx, unlabelled, metav1.CreateOptions{})
+	denied("unlabelled re-create of a referenced Secret", err)
+	if got, err := trusted.CoreV1().Secrets(ns).Create(ctx, unlabelled, metav1.CreateOptions{}); err != nil {
+		t.Errorf("trusted unlabelled create of a referenced Secret: %v", err)
+	} else if _, err := keys.Verify(secretsig.FromSecret(got), secretsig.AnnotationOf(got)); err != nil {
+		t.Errorf("trusted unlabelled create of a referenced Secret not signed: %v", err)
+	}
 	signedWrite("managedresource-a", "kind: ConfigMap")
 
 	// The serving certificate and then the CA are replaced while serving.

@@ -10,10 +10,13 @@ import (
 )
 
 // MatchConditions are the CEL conditions under which the API server calls the
-// Secret webhooks: the new or old Secret (old only on UPDATE and DELETE) carries a
-// signature annotation or one of the default scope labels. Every other Secret write never reaches mr-signer, so it
-// cannot slow down or (with failurePolicy Fail) block them. deploy/mr-signer/base
-// holds the same expression (TestDeployBase compares them).
+// Secret webhooks: every CREATE (a new Secret may take a name that a
+// ManagedResource references, which CEL cannot look up: the webhook decides from
+// its ManagedResource cache), and an UPDATE or DELETE whose new or old Secret
+// carries a signature annotation or one of the default scope labels. Other Secret
+// updates and deletes never reach mr-signer, so it cannot slow down or (with
+// failurePolicy Fail) block them. deploy/mr-signer/base holds the same expression
+// (TestDeployBase compares them).
 func MatchConditions() []admissionregistrationv1.MatchCondition {
 	return []admissionregistrationv1.MatchCondition{{Name: "signed-or-in-scope", Expression: MatchExpression()}}
 }
@@ -29,7 +32,7 @@ func MatchExpression() string {
 		return strings.Join(parts, " || ")
 	}
 	// object is null on DELETE, oldObject on CREATE.
-	return "(object != null && (" + obj("object") + ")) || (oldObject != null && (" + obj("oldObject") + "))"
+	return "request.operation == 'CREATE' || (object != null && (" + obj("object") + ")) || (oldObject != null && (" + obj("oldObject") + "))"
 }
 
 // ManagedResourceMatchExpression is the CEL condition of the ManagedResource

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -17,8 +18,11 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
 
+	"github.com/trellis-garden/trellis/internal/secretsig"
 	"github.com/trellis-garden/trellis/internal/testenv"
 	"github.com/trellis-garden/trellis/internal/webhook"
 )
@@ -59,6 +63,13 @@ func startResourceManager(t *testing.T, env *testenv.Env, bin, namespace string)
 	config := fmt.Sprintf(`apiVersion: resourcemanager.config.gardener.cloud/v1alpha1
 kind: ResourceManagerConfiguration
 sourceClientConnection:
+  kubeconfig: %[1]s
+  namespaces: [%[2]s]
+  qps: 100
+  burst: 130
+# The same API server is the target (the manager defaults an empty target
+# connection, which needs TARGET_KUBECONFIG or this).
+targetClientConnection:
   kubeconfig: %[1]s
   namespaces: [%[2]s]
   qps: 100
@@ -112,13 +123,14 @@ webhooks: {}
 		t.Fatal(err)
 	}
 	cmd := exec.Command(bin, "--config="+cfg)
-	cmd.Env = append(os.Environ(), "KUBECONFIG="+env.Kubeconfig)
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+env.Kubeconfig, "TARGET_KUBECONFIG="+env.Kubeconfig)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	exited := make(chan struct{}) // closed when the process has exited; waitErr is then set
+	var waitErr error
+	go func() { waitErr = cmd.Wait(); close(exited) }()
 	t.Cleanup(func() {
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		select {
@@ -138,9 +150,9 @@ webhooks: {}
 	})
 	poll(t, 2*time.Minute, "gardener-resource-manager healthy", func() bool {
 		select {
-		case err := <-exited:
+		case <-exited:
 			b, _ := os.ReadFile(logf.Name())
-			t.Fatalf("gardener-resource-manager exited: %v\n%s", err, b)
+			t.Fatalf("gardener-resource-manager exited: %v\n%s", waitErr, b)
 		default:
 		}
 		resp, err := http.Get("http://127.0.0.1:" + health + "/healthz")
@@ -153,19 +165,24 @@ webhooks: {}
 }
 
 // TestResourceManagerPrevention runs the real gardener-resource-manager (v1.149.3,
-// built from the module proxy) with mr-signer as deployed by the base (bootstrap,
-// mutating and validating webhooks, verifier). Over 20 rounds an untrusted user
+// built from the module proxy by scripts/gardener-rm.sh) with mr-signer as the base
+// deploys it (bootstrap, mutating and validating webhooks with the base's
+// matchConditions and failurePolicy, verifier). Over 20 rounds an untrusted user
 // tries every path to get an object created: updating a referenced Secret, removing
-// its label or signature, creating a labelled Secret, deleting and re-creating the
+// its label or signature (alone or with new content), creating a labelled Secret,
+// creating an unlabelled Secret under a name a ManagedResource references (dangling,
+// and right after a trusted delete: delete and recreate), deleting the referenced
 // Secret, and pointing the ManagedResource (or a new one) at a Secret of its own.
-// Meanwhile trusted writes keep being applied, so the manager is live; no object
-// from an untrusted change ever exists. Then a key rotation quarantines the MR and a
+// Meanwhile trusted writes keep being applied, so the manager is live. An informer
+// on the namespace's ConfigMaps records every object the manager ever creates: none
+// comes from an untrusted change. Then a key rotation quarantines the MR, and a
 // trusted rewrite lifts the quarantine and the manager applies again.
 func TestResourceManagerPrevention(t *testing.T) {
 	bin := gardenerRM(t)
 	env := testenv.Get(t)
 	installMRCRD(t, env)
 	ctx := context.Background()
+	began := time.Now()
 	keysNS, ns := env.Namespace(t), env.Namespace(t)
 	grantWriters(t, env, ns)
 	port := freePort(t)
@@ -183,7 +200,32 @@ func TestResourceManagerPrevention(t *testing.T) {
 		}
 		return true
 	})
+
+	// Every ConfigMap the resource manager ever creates in the namespace, from
+	// before its start to the end of the test.
+	var createdMu sync.Mutex
+	var created []string
+	factory := informers.NewSharedInformerFactoryWithOptions(env.Client, 0, informers.WithNamespace(ns))
+	cmInformer := factory.Core().V1().ConfigMaps().Informer()
+	record := func(obj any) {
+		if c, ok := obj.(*corev1.ConfigMap); ok {
+			createdMu.Lock()
+			created = append(created, c.Name)
+			createdMu.Unlock()
+		}
+	}
+	if _, err := cmInformer.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: record, UpdateFunc: func(_, obj any) { record(obj) }}); err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	t.Cleanup(func() { close(stop); factory.Shutdown() })
+	factory.Start(stop)
+	if !cache.WaitForCacheSync(stop, cmInformer.HasSynced) {
+		t.Fatal("ConfigMap informer not synced")
+	}
+
 	startResourceManager(t, env, bin, ns)
+	rmStarted := time.Now()
 
 	trusted, mallory := clientFor(t, env, trustedUser), clientFor(t, env, untrustedUser)
 	trustedDyn, err := dynamic.NewForConfig(env.ImpersonatedConfig(trustedUser))
@@ -201,15 +243,19 @@ func TestResourceManagerPrevention(t *testing.T) {
 		}
 		return []byte(b.String())
 	}
-	const secretName = "managedresource-app"
-	// trustedWrite sets the Secret's content as the trusted writer (retrying while
-	// the webhook is not reachable yet or on conflicts).
-	trustedWrite := func(names ...string) {
+	const (
+		secretName   = "managedresource-app"      // MR app's Secret, kept
+		recreated    = "managedresource-recreate" // MR recreate's Secret, deleted and re-created by the trusted writer every round
+		danglingName = "managedresource-dangling" // MR dangling's Secret, never created by anyone trusted
+	)
+	// trustedWrite sets a Secret's content as the trusted writer (retrying while the
+	// webhook is not reachable yet or on conflicts).
+	trustedWrite := func(name string, names ...string) {
 		t.Helper()
-		poll(t, 30*time.Second, "trusted write", func() bool {
-			s, err := trusted.CoreV1().Secrets(ns).Get(ctx, secretName, metav1.GetOptions{})
+		poll(t, 30*time.Second, "trusted write of "+name, func() bool {
+			s, err := trusted.CoreV1().Secrets(ns).Get(ctx, name, metav1.GetOptions{})
 			if apierrors.IsNotFound(err) {
-				s = mrSecret(ns, secretName, "")
+				s = mrSecret(ns, name, "")
 				s.Data = map[string][]byte{"objects.yaml": cmYAML(names...)}
 				_, err = trusted.CoreV1().Secrets(ns).Create(ctx, s, metav1.CreateOptions{})
 			} else if err == nil {
@@ -235,29 +281,53 @@ func TestResourceManagerPrevention(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		names := []string{}
 		for _, c := range cms.Items {
-			if strings.HasPrefix(c.Name, "evil") {
-				t.Fatalf("%s: the resource manager created %s from an untrusted change", when, c.Name)
+			names = append(names, c.Name)
+		}
+		createdMu.Lock()
+		names = append(names, created...)
+		createdMu.Unlock()
+		for _, n := range names {
+			if strings.HasPrefix(n, "evil") {
+				t.Fatalf("%s: the resource manager created ConfigMap %s from an untrusted change", when, n)
 			}
 		}
 	}
-
-	trustedWrite("good-0")
-	mr := managedResource(ns, "app", nil, secretName)
-	unstructured.RemoveNestedField(mr.Object, "spec", "class")
-	if _, err := trustedDyn.Resource(ManagedResourceGVR).Namespace(ns).Create(ctx, mr, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
+	createMR := func(name, secret string) {
+		t.Helper()
+		mr := managedResource(ns, name, nil, secret)
+		unstructured.RemoveNestedField(mr.Object, "spec", "class")
+		if _, err := trustedDyn.Resource(ManagedResourceGVR).Namespace(ns).Create(ctx, mr, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
 	}
-	applied("good-0")
 
+	trustedWrite(secretName, "good-0")
+	trustedWrite(recreated, "good-recreate")
+	createMR("app", secretName)
+	createMR("recreate", recreated)
+	createMR("dangling", danglingName)
+	applied("good-0")
+	applied("good-recreate")
+	// mr-signer's ManagedResource cache (shared by the verifier and the webhook)
+	// knows the dangling reference once the verifier quarantined it.
+	mrs := env.Dynamic.Resource(ManagedResourceGVR).Namespace(ns)
+	poll(t, 60*time.Second, "quarantine of the dangling ManagedResource (SecretNotFound)", func() bool {
+		m, err := mrs.Get(ctx, "dangling", metav1.GetOptions{})
+		return err == nil && strings.HasPrefix(m.GetAnnotations()[QuarantineAnnotation], "SecretNotFound")
+	})
+
+	attempts := map[string]int{}
 	denied := func(round int, what string, err error) {
 		t.Helper()
+		attempts[what]++
 		if !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), "mr-signer") {
 			t.Fatalf("round %d, %s by an untrusted user: %v, want denied by mr-signer", round, what, err)
 		}
 	}
-	change := func(c kubernetes.Interface, fn func(*corev1.Secret)) error {
-		s, err := c.CoreV1().Secrets(ns).Get(ctx, secretName, metav1.GetOptions{})
+	change := func(c kubernetes.Interface, name string, fn func(*corev1.Secret)) error {
+		s, err := c.CoreV1().Secrets(ns).Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
 			return err
 		}
@@ -265,21 +335,45 @@ func TestResourceManagerPrevention(t *testing.T) {
 		_, err = c.CoreV1().Secrets(ns).Update(ctx, s, metav1.UpdateOptions{})
 		return err
 	}
+	unlabelled := func(name string, content []byte) *corev1.Secret {
+		return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name}, Data: map[string][]byte{"objects.yaml": content}}
+	}
 	const rounds = 20
+	roundsStart := time.Now()
 	for i := range rounds {
 		evil := cmYAML(fmt.Sprintf("evil-%d", i))
-		denied(i, "update", change(mallory, func(s *corev1.Secret) { s.Data["evil.yaml"] = evil }))
-		denied(i, "label removal with new content", change(mallory, func(s *corev1.Secret) { s.Labels = nil; s.Data["evil.yaml"] = evil }))
-		denied(i, "signature removal with new content", change(mallory, func(s *corev1.Secret) {
+		// update
+		denied(i, "update", change(mallory, secretName, func(s *corev1.Secret) { s.Data["evil.yaml"] = evil }))
+		// label or annotation removal, alone (to change it later) and with new content
+		denied(i, "label removal", change(mallory, secretName, func(s *corev1.Secret) { s.Labels = nil }))
+		denied(i, "signature removal", change(mallory, secretName, func(s *corev1.Secret) { delete(s.Annotations, secretsig.Annotation) }))
+		denied(i, "label removal with new content", change(mallory, secretName, func(s *corev1.Secret) { s.Labels = nil; s.Data["evil.yaml"] = evil }))
+		denied(i, "signature removal with new content", change(mallory, secretName, func(s *corev1.Secret) {
 			s.Annotations = nil
 			s.Data["objects.yaml"] = evil
 		}))
+		// create: a labelled Secret, an unlabelled one under a referenced name
 		labelled := mrSecret(ns, fmt.Sprintf("managedresource-evil-%d", i), "")
 		labelled.Data = map[string][]byte{"objects.yaml": evil}
 		_, err := mallory.CoreV1().Secrets(ns).Create(ctx, labelled, metav1.CreateOptions{})
 		denied(i, "create of a labelled Secret", err)
+		_, err = mallory.CoreV1().Secrets(ns).Create(ctx, unlabelled(danglingName, evil), metav1.CreateOptions{})
+		denied(i, "create of an unlabelled Secret under a dangling reference", err)
+		// delete and recreate: the attacker's delete is denied; after the trusted
+		// writer's delete, the attacker's re-create (unlabelled or labelled) is too.
 		denied(i, "delete of the referenced Secret", mallory.CoreV1().Secrets(ns).Delete(ctx, secretName, metav1.DeleteOptions{}))
-		own := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("attacker-%d", i)}, Data: map[string][]byte{"objects.yaml": evil}}
+		if err := trusted.CoreV1().Secrets(ns).Delete(ctx, recreated, metav1.DeleteOptions{}); err != nil {
+			t.Fatalf("round %d: trusted delete: %v", i, err)
+		}
+		_, err = mallory.CoreV1().Secrets(ns).Create(ctx, unlabelled(recreated, evil), metav1.CreateOptions{})
+		denied(i, "unlabelled re-create after a delete", err)
+		again := mrSecret(ns, recreated, "")
+		again.Data = map[string][]byte{"objects.yaml": evil}
+		_, err = mallory.CoreV1().Secrets(ns).Create(ctx, again, metav1.CreateOptions{})
+		denied(i, "labelled re-create after a delete", err)
+		trustedWrite(recreated, "good-recreate")
+		// secretRefs: an MR pointed at the attacker's own Secret, or a new MR for it
+		own := unlabelled(fmt.Sprintf("attacker-%d", i), evil)
 		if _, err := mallory.CoreV1().Secrets(ns).Create(ctx, own, metav1.CreateOptions{}); err != nil {
 			t.Fatalf("round %d: an unreferenced Secret of the attacker's: %v", i, err)
 		}
@@ -297,11 +391,12 @@ func TestResourceManagerPrevention(t *testing.T) {
 		noEvil(fmt.Sprintf("round %d", i))
 		if i%5 == 4 {
 			// The manager is live: a trusted change is applied meanwhile.
-			trustedWrite("good-0", fmt.Sprintf("good-%d", i+1))
+			trustedWrite(secretName, "good-0", fmt.Sprintf("good-%d", i+1))
 			applied(fmt.Sprintf("good-%d", i+1))
 			noEvil(fmt.Sprintf("round %d, after a trusted change was applied", i))
 		}
 	}
+	roundsTook := time.Since(roundsStart)
 
 	// A key rotation leaves the Secret signed by a key that no longer verifies: the
 	// MR is quarantined; the trusted rewrite signs it with the new key, the
@@ -324,18 +419,27 @@ func TestResourceManagerPrevention(t *testing.T) {
 	if _, err := keys.ConfigMaps(keysNS).Update(ctx, cm, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	mrs := env.Dynamic.Resource(ManagedResourceGVR).Namespace(ns)
 	poll(t, 60*time.Second, "quarantine (UnknownKey)", func() bool {
 		m, err := mrs.Get(ctx, "app", metav1.GetOptions{})
 		return err == nil && m.GetAnnotations()["resources.gardener.cloud/ignore"] == "true" &&
 			strings.HasPrefix(m.GetAnnotations()[QuarantineAnnotation], "UnknownKey")
 	})
-	trustedWrite("good-0", "good-after-quarantine")
+	trustedWrite(secretName, "good-0", "good-after-quarantine")
 	poll(t, 60*time.Second, "quarantine lifted", func() bool {
 		m, err := mrs.Get(ctx, "app", metav1.GetOptions{})
+		if err != nil {
+			return false
+		}
 		_, ignored := m.GetAnnotations()["resources.gardener.cloud/ignore"]
-		return err == nil && !ignored && m.GetAnnotations()[QuarantineAnnotation] == ""
+		return !ignored && m.GetAnnotations()[QuarantineAnnotation] == ""
 	})
 	applied("good-after-quarantine")
 	noEvil("end")
+
+	total := 0
+	for _, n := range attempts {
+		total += n
+	}
+	t.Logf("%d rounds, %d untrusted attempts over %d paths (%v), 0 objects created from them; rounds took %v, resource manager up to end %v, test %v",
+		rounds, total, len(attempts), attempts, roundsTook.Round(time.Millisecond), time.Since(rmStarted).Round(time.Second), time.Since(began).Round(time.Second))
 }
