@@ -63,8 +63,9 @@ type scraper struct {
 	convLimit int
 	chunk     promotlp.ChunkOptions // bounds of the chunks a scrape is handed over in
 	consts    []promtext.Label      // scratch: the constLabels a sample lacks
-	// report adds up, scrape_duration_seconds, scrape_samples_scraped and
-	// scrape_samples_post_metric_relabeling to every scrape, as Prometheus does.
+	// report adds up, scrape_duration_seconds, scrape_samples_scraped,
+	// scrape_samples_post_metric_relabeling and scrape_series_added to every
+	// scrape, as Prometheus does.
 	report bool
 	sample promtext.Sample // scratch for the report samples
 
@@ -211,7 +212,7 @@ func (s *scraper) scrapeOnce(ctx context.Context, now time.Time) {
 			// up 0 and the other report series; the target's series are not
 			// forgotten (a partial scrape).
 			s.conv.Begin(now)
-			s.addReport(now, false, dur, 0, 0)
+			s.addReport(now, false, dur, 0, 0, 0)
 			chunk := s.chunk
 			chunk.Partial = true
 			out, _, sinkErr := s.conv.FinishChunks(s.out, s.resource, s.scope, chunk, s.sink)
@@ -240,7 +241,7 @@ func (s *scraper) scrapeOnce(ctx context.Context, now time.Time) {
 	dur := time.Since(now)
 	s.m.scrapeDuration.WithLabelValues(job, s.target.instance()).Set(dur.Seconds())
 	if s.report {
-		s.addReport(now, perr == nil, dur, scraped, kept)
+		s.addReport(now, perr == nil, dur, scraped, kept, s.conv.NewSamples())
 	}
 	// What was parsed before an error is exported all the same; a cut-off
 	// scrape is partial: the series it did not reach are not forgotten.
@@ -317,15 +318,17 @@ const (
 	reportDuration      = "scrape_duration_seconds"
 	reportScraped       = "scrape_samples_scraped"
 	reportPostRelabel   = "scrape_samples_post_metric_relabeling"
+	reportSeriesAdded   = "scrape_series_added"
 	reportHelpUp        = "1 if the target was scraped successfully, 0 otherwise."
 	reportHelpDuration  = "Duration of the scrape in seconds."
 	reportHelpScraped   = "Samples the target exposed."
 	reportHelpPostRelab = "Samples left after the filter rules."
+	reportHelpAdded     = "Samples of series new in this scrape (Prometheus: the approximate number of new series)."
 )
 
 // addReport adds the report series of a scrape to the converter, as gauges
 // without attributes, at the scrape's time.
-func (s *scraper) addReport(now time.Time, up bool, dur time.Duration, scraped, kept int) {
+func (s *scraper) addReport(now time.Time, up bool, dur time.Duration, scraped, kept, added int) {
 	upValue := 0.0
 	if up {
 		upValue = 1
@@ -338,6 +341,7 @@ func (s *scraper) addReport(now time.Time, up bool, dur time.Duration, scraped, 
 		{reportDuration, reportHelpDuration, dur.Seconds()},
 		{reportScraped, reportHelpScraped, float64(scraped)},
 		{reportPostRelabel, reportHelpPostRelab, float64(kept)},
+		{reportSeriesAdded, reportHelpAdded, float64(added)},
 	} {
 		s.sample = promtext.Sample{
 			Family: []byte(r.name), Name: []byte(r.name), Type: promtext.TypeGauge,

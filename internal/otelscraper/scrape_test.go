@@ -193,9 +193,9 @@ func gauges(t *testing.T, chunks [][]byte) map[string]float64 {
 }
 
 // TestReportSeries: every scrape exports up, scrape_duration_seconds,
-// scrape_samples_scraped and scrape_samples_post_metric_relabeling like a
-// direct Prometheus scrape, up 0 when the scrape fails; OpenMetrics info
-// families keep their _info name.
+// scrape_samples_scraped, scrape_samples_post_metric_relabeling and
+// scrape_series_added like a direct Prometheus scrape, up 0 when the scrape
+// fails; OpenMetrics info families keep their _info name.
 func TestReportSeries(t *testing.T) {
 	var fail atomic.Bool
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -221,10 +221,16 @@ func TestReportSeries(t *testing.T) {
 	s.report = true
 	s.scrapeOnce(context.Background(), time.Unix(1700000000, 0))
 	got := gauges(t, chunks)
-	for name, want := range map[string]float64{"up": 1, "scrape_samples_scraped": 3, "scrape_samples_post_metric_relabeling": 2, "build_info": 1, "a": 1} {
+	for name, want := range map[string]float64{"up": 1, "scrape_samples_scraped": 3, "scrape_samples_post_metric_relabeling": 2,
+		"scrape_series_added": 2, "build_info": 1, "a": 1} {
 		if v, ok := got[name]; !ok || v != want {
 			t.Errorf("%s = %v (exported: %v), want %v", name, v, ok, want)
 		}
+	}
+	chunks = nil
+	s.scrapeOnce(context.Background(), time.Unix(1700000030, 0))
+	if v, ok := gauges(t, chunks)["scrape_series_added"]; !ok || v != 0 {
+		t.Errorf("second scrape: scrape_series_added = %v (exported: %v), want 0", v, ok)
 	}
 	if _, ok := got["scrape_duration_seconds"]; !ok {
 		t.Error("no scrape_duration_seconds")

@@ -52,6 +52,12 @@ type Stats struct {
 	Restored, RestoreResets int
 }
 
+// NewSamples counts the samples so far in this scrape of series that the
+// converter did not know before it (each sample of a new histogram or
+// summary counts, as each is a series of its own in Prometheus): what a
+// direct Prometheus scrape reports as scrape_series_added.
+func (c *Converter) NewSamples() int { return c.newSamples }
+
 // Converter converts the scrapes of one target. It is not safe for
 // concurrent use.
 type Converter struct {
@@ -86,6 +92,8 @@ type Converter struct {
 	// pieces, and the next series of each family.
 	pieces, chunkPieces []piece
 	cursor              []int
+
+	newSamples int // see NewSamples
 }
 
 // New returns a Converter for one target.
@@ -104,6 +112,7 @@ func (c *Converter) Begin(scrapeTime time.Time) {
 	c.gen++
 	c.nowNs = nsFromTime(scrapeTime)
 	c.stats = Stats{}
+	c.newSamples = 0
 	c.order = c.order[:0]
 	c.lastFam, c.lastSeries = nil, nil
 }
@@ -142,6 +151,9 @@ func (c *Converter) Add(s *promtext.Sample, extraLabels []promtext.Label) {
 	st := c.lookup(f, s.Labels, extraLabels)
 	if st == nil {
 		return
+	}
+	if st.fresh {
+		c.newSamples++
 	}
 	t := c.nowNs
 	if s.HasTimestamp {

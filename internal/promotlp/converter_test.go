@@ -549,3 +549,31 @@ func TestExtraLabels(t *testing.T) {
 		},
 	})
 }
+
+// TestNewSamples counts the samples of series new in a scrape, as Prometheus'
+// scrape_series_added: all on the first scrape (each histogram sample), none
+// when nothing changed, the samples of the series that appeared.
+func TestNewSamples(t *testing.T) {
+	c := New(Options{})
+	hist := h("lat", []string{"0.1", "1", "+Inf"}, []float64{1, 2, 3}, 4, 3, "k", "v") // 3 buckets, _sum, _count
+	scrape := func(i int, samples []*promtext.Sample) int {
+		c.Begin(at(i))
+		for _, s := range samples {
+			c.Add(s, nil)
+		}
+		n := c.NewSamples()
+		c.Finish()
+		return n
+	}
+	first := append(cadvisorLike(3), hist...)
+	if got, want := scrape(0, first), len(first); got != want {
+		t.Errorf("first scrape: %d new samples, want %d", got, want)
+	}
+	if got := scrape(1, first); got != 0 {
+		t.Errorf("same scrape again: %d new samples, want 0", got)
+	}
+	second := append(cadvisorLike(4), hist...)
+	if got, want := scrape(2, second), len(cadvisorLike(4))-len(cadvisorLike(3)); got != want {
+		t.Errorf("one container more: %d new samples, want %d", got, want)
+	}
+}

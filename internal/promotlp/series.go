@@ -51,6 +51,7 @@ type series struct {
 	hasCreated bool
 	bad        bool
 	encOK      bool
+	fresh      bool // created by this scrape
 }
 
 // seriesExt is the part of a series' state that only histograms and
@@ -134,7 +135,8 @@ func (c *Converter) lookup(f *family, labels, extra []promtext.Label) *series {
 		c.stats.LimitHit = true
 		return nil
 	}
-	if st == nil {
+	created := st == nil
+	if created {
 		if st = c.newSeries(f, h, labels, extra); st == nil {
 			c.stats.DroppedInvalid++
 			return nil
@@ -143,6 +145,7 @@ func (c *Converter) lookup(f *family, labels, extra []promtext.Label) *series {
 		f.cursor = int(st.pos) + 1 // resynchronise the prediction
 	}
 	st.accept(c.gen, len(f.series))
+	st.fresh = created
 	f.series = append(f.series, st)
 	c.stats.Series++
 	c.lastSeries = st
