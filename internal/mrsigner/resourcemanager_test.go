@@ -176,7 +176,9 @@ webhooks: {}
 // Meanwhile trusted writes keep being applied, so the manager is live. An informer
 // on the namespace's ConfigMaps records every object the manager ever creates: none
 // comes from an untrusted change. Then a key rotation quarantines the MR, and a
-// trusted rewrite lifts the quarantine and the manager applies again.
+// trusted rewrite lifts the quarantine and the manager applies again. Last, a
+// control without the validating webhook counts what the verifier alone lets the
+// manager create (logged: it is a race).
 func TestResourceManagerPrevention(t *testing.T) {
 	bin := gardenerRM(t)
 	env := testenv.Get(t)
@@ -436,10 +438,47 @@ func TestResourceManagerPrevention(t *testing.T) {
 	applied("good-after-quarantine")
 	noEvil("end")
 
+	// Control: the same harness sees what the verifier alone lets through. With the
+	// validating webhook deleted (an attacker who can edit webhook configurations,
+	// out of the threat model's reach), an untrusted update is stored (its signature
+	// stripped by /mutate), the verifier quarantines the MR, a trusted rewrite lifts
+	// it. Objects from those updates that the manager created before the quarantine
+	// reached it are counted, not asserted: that is the race prevention removes.
+	if err := env.Client.AdmissionregistrationV1().ValidatingWebhookConfigurations().Delete(ctx, whName, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, 30*time.Second, "untrusted updates admitted without the validating webhook", func() bool {
+		return change(mallory, secretName, func(s *corev1.Secret) { s.Data["probe.yaml"] = []byte("# probe") }) == nil
+	})
+	trustedWrite(secretName, "good-0", "good-control-start") // lifts the probe's quarantine
+	applied("good-control-start")
+	const controlRounds = 10
+	for i := range controlRounds {
+		if err := change(mallory, secretName, func(s *corev1.Secret) { s.Data["evil.yaml"] = cmYAML(fmt.Sprintf("bypass-%d", i)) }); err != nil {
+			t.Fatalf("control round %d: untrusted update without the validating webhook: %v", i, err)
+		}
+		poll(t, 60*time.Second, "quarantine after an unprevented untrusted update", func() bool {
+			m, err := mrs.Get(ctx, "app", metav1.GetOptions{})
+			return err == nil && strings.HasPrefix(m.GetAnnotations()[QuarantineAnnotation], "SignatureMissing")
+		})
+		name := fmt.Sprintf("good-control-%d", i)
+		trustedWrite(secretName, "good-0", name)
+		applied(name) // lifted and reconciled again
+	}
+	bypassed := map[string]bool{}
+	createdMu.Lock()
+	for _, n := range created {
+		if strings.HasPrefix(n, "bypass-") {
+			bypassed[n] = true
+		}
+	}
+	createdMu.Unlock()
+
 	total := 0
 	for _, n := range attempts {
 		total += n
 	}
-	t.Logf("%d rounds, %d untrusted attempts over %d paths (%v), 0 objects created from them; rounds took %v, resource manager up to end %v, test %v",
-		rounds, total, len(attempts), attempts, roundsTook.Round(time.Millisecond), time.Since(rmStarted).Round(time.Second), time.Since(began).Round(time.Second))
+	t.Logf("%d rounds, %d untrusted attempts over %d paths (%v), 0 objects created from them; rounds took %v", rounds, total, len(attempts), attempts, roundsTook.Round(time.Millisecond))
+	t.Logf("control without the validating webhook (verifier only): %d of %d untrusted updates got an object created", len(bypassed), controlRounds)
+	t.Logf("resource manager up %v, test %v", time.Since(rmStarted).Round(time.Second), time.Since(began).Round(time.Second))
 }
