@@ -292,7 +292,7 @@ func (s *zoneScenario) status(ctx context.Context) Status {
 		fmt.Sprintf("tracer %s: egress %s->%s %s (IP bytes)  about the other node's sending %s  tracked flows %.0f  dumps ok %.0f  accounting %.0f",
 			b.zone, b.zone, a.zone, bytesStr(bToA), bytesStr(bAboutA), mb.sum("trellis_zone_flow_tracer_tracked_flows"),
 			mb.sum("trellis_zone_flow_tracer_dumps_total", "result", "success"), mb.sum("trellis_zone_flow_tracer_accounting_enabled")),
-		fmt.Sprintf("estimated cross-zone cost $%.6f (aws, $%.2f/GiB)", cost, ma.sum("trellis_zone_flow_tracer_price_dollars_per_gib", "class", zoneFlowPrice)),
+		fmt.Sprintf("estimated cross-zone cost $%.6f (aws, $%.2f/GiB)", cost, ma.sum("trellis_zone_flow_tracer_price_dollars_per_byte", "class", zoneFlowPrice)*(1<<30)),
 	)
 	if aToB >= zoneRequest && bToA >= zoneRequest && aAboutB == 0 && bAboutA == 0 {
 		s.proven.Store(true)

@@ -39,7 +39,7 @@ func TestBinary(t *testing.T) {
 	})
 	_, body := testkit.Get("http://" + web + "/metrics")
 	for _, series := range []string{"trellis_zone_flow_tracer_build_info", "trellis_zone_flow_tracer_tracked_flows", "trellis_zone_flow_tracer_accounting_enabled",
-		"trellis_zone_flow_tracer_dump_duration_seconds_count", `trellis_zone_flow_tracer_price_dollars_per_gib{class="cross-zone"} 0.02`} {
+		"trellis_zone_flow_tracer_dump_duration_seconds_count", `trellis_zone_flow_tracer_price_dollars_per_byte{class="cross-zone"} 1.862645149230957e-11`} {
 		if !strings.Contains(body, series) {
 			t.Errorf("/metrics lacks %s", series)
 		}

@@ -102,16 +102,16 @@ func newFlowCollector(ns string, p *Processor, labels string, prices Prices) *fl
 		bytes:    d("bytes_total", "IP bytes (headers included) counted once cluster-wide, by source and destination zone and by direction (egress: sent by this node's endpoint; ingress: received from outside the cluster).", ls...),
 		packets:  d("packets_total", "IP packets, labelled as bytes_total.", ls...),
 		cost:     d("cost_dollars_total", "Estimated transfer cost in US dollars by traffic class (bytes / GiB x the class's price).", "class"),
-		price:    d("price_dollars_per_gib", "The price table in use, US dollars per GiB by traffic class.", "class"),
+		price:    d("price_dollars_per_byte", "The price table in use, US dollars per byte by traffic class (the table's price per GiB / 2^30).", "class"),
 		tracked:  d("tracked_flows", "Conntrack entries held in memory: live entries plus tombstones (entries a dump missed, waiting for their DESTROY event; destroyed ones, until a later dump)."),
-		records:  d("records", "Distinct aggregates (zones, direction, class, namespace, workload) kept; bounded by --metrics.max-records."),
+		records:  d("aggregates", "Distinct aggregates (zones, direction, class, namespace, workload) kept; bounded by --metrics.max-records."),
 		lost:     d("flows_lost_total", "Entries that left the table without a DESTROY event (lost to ENOBUFS, or never sent for entries created before the listener): their bytes after their last dump are not counted."),
-		fold:     d("records_folded_total", "New aggregates whose namespace and workload were folded into _other because --metrics.max-records was reached."),
+		fold:     d("aggregates_folded_total", "New aggregates whose namespace and workload were folded into _other because --metrics.max-records was reached."),
 		destroys: d("destroy_events_total", "DESTROY events accounted."),
 		late:     d("destroy_events_late_total", "DESTROY events of entries a dump had already missed: only the difference to their last counters was counted."),
 		dup:      d("destroy_events_duplicate_total", "DESTROY events of entries already accounted to their end (duplicates): ignored."),
 		resumed:  d("flows_resumed_total", "Entries missing from one dump and seen again by a later one: counted on from their last counters."),
-		resets:   d("counter_resets_total", "Entries whose counters went down between two looks: a new entry with the same tuple that reused the old one's kernel memory and so its conntrack ID (the old one's DESTROY counts against its own last counters), or counters zeroed by another tool. The new counters count whole."),
+		resets:   d("flows_reset_total", "Entries whose counters went down between two looks: a new entry with the same tuple that reused the old one's kernel memory and so its conntrack ID (the old one's DESTROY counts against its own last counters), or counters zeroed by another tool. The new counters count whole."),
 		memory:   d("flow_memory_bytes", "Memory held by the per-flow state (48-byte states in slab chunks, their index, the free list); it grows with the most flows tracked at once and is reused, not returned."),
 		restored: d("state_flows_total", "Open flows restored from the state file by outcome: matched (seen again, the difference counted), ended (gone before the first dump).", "outcome"),
 	}
@@ -156,7 +156,7 @@ func (c *flowCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for _, class := range Classes {
 		price := c.prices[class]
-		ch <- prometheus.MustNewConstMetric(c.price, prometheus.GaugeValue, price, class)
+		ch <- prometheus.MustNewConstMetric(c.price, prometheus.GaugeValue, price/(1<<30), class)
 		if b, ok := byClass[class]; ok {
 			ch <- prometheus.MustNewConstMetric(c.cost, prometheus.CounterValue, float64(b)/gib*price, class)
 		}
