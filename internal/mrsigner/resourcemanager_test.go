@@ -126,6 +126,9 @@ webhooks: {}
 	cmd := exec.Command(bin, "--config="+cfg)
 	cmd.Env = append(os.Environ(), "KUBECONFIG="+env.Kubeconfig, "TARGET_KUBECONFIG="+env.Kubeconfig)
 	cmd.Stdout, cmd.Stderr = logf, logf
+	// Killed with the test binary. (Pdeathsig follows the starting OS thread; this
+	// package never locks threads, so Go does not end it under the process.)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
