@@ -96,6 +96,7 @@ e2e: ## Deploy every daemon as pods on a fresh single-node cluster and prove eac
 	$(MAKE) --no-print-directory clusterbins cluster-packages tools; \
 	rc=0; TRELLIS_E2E=1 TRELLIS_E2E_STATE=$(E2E_STATE) TRELLIS_TESTENV_ASSETS="$$(scripts/testenv.sh --path)" \
 	  TRELLIS_KUSTOMIZE=$(KUSTOMIZE) $(GO) test -count=1 -timeout $(E2E_TIMEOUT) $(TESTFLAGS) ./test/e2e/ || rc=$$?; \
+	if [ $$rc = 0 ]; then cat $(E2E_STATE)/logs/e2e-summary.txt; fi; \
 	$(GO) run ./scripts/cluster down --state $(E2E_STATE) --bins "$$(scripts/testenv.sh --path)" || rc=1; \
 	exit $$rc
 

@@ -105,7 +105,7 @@ func proveWebhookAvailability(ctx context.Context, t *testing.T, tag string) {
 					lost.Add(1)
 					break
 				}
-				time.Sleep(200 * time.Millisecond)
+				time.Sleep(200 * time.Millisecond) // sleep-ok: a client's pause before it retries a refused write (the rollout under test decides when writes succeed)
 			}
 		}
 	}()

@@ -33,6 +33,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -191,10 +192,13 @@ type otlpStats struct {
 	ByMetric map[string]int64 `json:"byMetric"`
 	// Resource attribute values seen, by key (first 20 values each).
 	Resource map[string][]string `json:"resource"`
+	// times: the distinct data point timestamps (ms) received per metric, for
+	// the gap analysis of the queue proof (GET /times?metric=NAME).
+	times map[string]map[int64]bool
 }
 
 func otlp(log *slog.Logger) error {
-	st := &otlpStats{ByMetric: map[string]int64{}, Resource: map[string][]string{}}
+	st := &otlpStats{ByMetric: map[string]int64{}, Resource: map[string][]string{}, times: map[string]map[int64]bool{}}
 	recv := http.NewServeMux()
 	recv.HandleFunc("POST /v1/metrics", func(w http.ResponseWriter, r *http.Request) {
 		m, err := decode(r)
@@ -209,6 +213,12 @@ func otlp(log *slog.Logger) error {
 		st.Points += int64(len(pts))
 		for _, p := range pts {
 			st.ByMetric[p.Metric]++
+			ts := st.times[p.Metric]
+			if ts == nil {
+				ts = map[int64]bool{}
+				st.times[p.Metric] = ts
+			}
+			ts[int64(p.TimeUnixNano/1e6)] = true
 			for k, v := range p.Resource {
 				vs := st.Resource[k]
 				if len(vs) < 20 && !contains(vs, v) {
@@ -232,6 +242,16 @@ func otlp(log *slog.Logger) error {
 		st.mu.Lock()
 		defer st.mu.Unlock()
 		writeJSON(w, st)
+	})
+	mux.HandleFunc("/times", func(w http.ResponseWriter, r *http.Request) {
+		st.mu.Lock()
+		ts := make([]int64, 0, len(st.times[r.URL.Query().Get("metric")]))
+		for t := range st.times[r.URL.Query().Get("metric")] {
+			ts = append(ts, t)
+		}
+		st.mu.Unlock()
+		slices.Sort(ts)
+		writeJSON(w, ts)
 	})
 	log.Info("serving OTLP/HTTP", "addr", ":4318")
 	return serveHTTP(":8080", mux)
