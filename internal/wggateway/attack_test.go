@@ -16,6 +16,8 @@ import (
 
 	"golang.org/x/sys/unix"
 	"golang.zx2c4.com/wireguard/device"
+
+	"github.com/trellis-garden/trellis/internal/testkit"
 )
 
 // Attack tests: an attacker who knows a backend's public key and can spoof IPv4
@@ -464,13 +466,7 @@ func TestAttackLoadedBackend(t *testing.T) {
 		}
 	}()
 	defer func() { close(stop); <-loadDone }()
-	deadline := time.Now().Add(30 * time.Second)
-	for cookies.Load() == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("the server never came under load")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testkit.Eventually(t, "the server under load (a cookie reply)", func() bool { return cookies.Load() > 0 })
 	ab.connect(t, 60*time.Second)
 	taken := ab.rg.metric(t, "trellis_wg_gateway_backend_cookie_replies_taken_total", "backend", "target")
 	t.Logf("server cookie replies to the loader: %d; taken by the gateway: %v", cookies.Load(), taken)

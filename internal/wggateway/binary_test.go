@@ -4,9 +4,8 @@ import (
 	"bufio"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
+	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/trellis-garden/trellis/internal/testbin"
+	"github.com/trellis-garden/trellis/internal/testkit"
 )
 
 // TestBinary builds cmd/wg-gateway and runs it as operators do: a backends file,
@@ -28,11 +28,7 @@ func TestBinary(t *testing.T) {
 	bin := testbin.Build(t, "wg-gateway")
 
 	// Bad flags: exit code 2, every problem named.
-	out, err := exec.Command(bin, "--backends.source=file", "--gateway.batch-size=0").CombinedOutput()
-	var ee *exec.ExitError
-	if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(string(out), "--backends.file: required") || !strings.Contains(string(out), "--gateway.batch-size") {
-		t.Fatalf("bad flags: %v\n%s", err, out)
-	}
+	testbin.UsageError(t, bin, []string{"--backends.source=file", "--gateway.batch-size=0"}, "--backends.file: required", "--gateway.batch-size")
 
 	key, _ := sourceTestKey(3)
 	file := filepath.Join(dir, "backends.yaml")
@@ -69,26 +65,13 @@ func TestBinary(t *testing.T) {
 	}
 	go io.Copy(io.Discard, stderr)
 
-	fetch := func(path string) (int, string) {
-		resp, err := http.Get("http://" + web + path)
-		if err != nil {
-			return 0, err.Error()
+	fetch := func(path string) (int, string) { return testkit.Get("http://" + web + path) }
+	testkit.EventuallyNil(t, "readiness", func() error {
+		if code, body := fetch("/readyz"); code != 200 {
+			return fmt.Errorf("/readyz %d %s", code, body)
 		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
-	}
-	until := time.Now().Add(30 * time.Second)
-	for {
-		code, body := fetch("/readyz")
-		if code == 200 {
-			break
-		}
-		if time.Now().After(until) {
-			t.Fatalf("/readyz never ready: %d %s", code, body)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 	_, metrics := fetch("/metrics")
 	for _, want := range []string{
 		"trellis_wg_gateway_backends 1",

@@ -4,7 +4,6 @@ import (
 	"context"
 	"strings"
 	"testing"
-	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/trellis-garden/trellis/internal/kube"
 	"github.com/trellis-garden/trellis/internal/testenv"
+	"github.com/trellis-garden/trellis/internal/testkit"
 )
 
 const deployBase = "../../deploy/wg-gateway/base"
@@ -88,7 +88,7 @@ func TestDeployBase(t *testing.T) {
 	runSource(t, src, u)
 	u.waitFor(t, []Backend{{Name: ns + "/vpn-seed-server", PublicKey: k, Endpoint: endpointOf(t, svc, 51820)}})
 	// The Event about the broken Service is written with the gateway's identity.
-	if !pollUntil(30*time.Second, func() bool {
+	if !testkit.Until(testkit.Timeout, func() bool {
 		evs, err := env.Client.CoreV1().Events(ns).List(ctx, metav1.ListOptions{})
 		if err != nil {
 			return false

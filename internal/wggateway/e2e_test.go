@@ -24,6 +24,8 @@ import (
 	"golang.zx2c4.com/wireguard/conn"
 	"golang.zx2c4.com/wireguard/device"
 	"golang.zx2c4.com/wireguard/tun/netstack"
+
+	"github.com/trellis-garden/trellis/internal/testkit"
 )
 
 // End-to-end tests: real wireguard-go peers on userspace network stacks (no root),
@@ -200,51 +202,19 @@ func (rg *runningGateway) stop() {
 	rg.done <- nil // idempotent
 }
 
-// metric returns the value of one series of the gateway's collector.
+// metric returns the value of one series of the gateway's collector (0 when
+// it does not exist).
 func (rg *runningGateway) metric(t testing.TB, name string, labels ...string) float64 {
 	t.Helper()
-	mfs, err := rg.reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	next:
-		for _, m := range mf.GetMetric() {
-			for i := 0; i+1 < len(labels); i += 2 {
-				found := false
-				for _, lp := range m.GetLabel() {
-					if lp.GetName() == labels[i] && lp.GetValue() == labels[i+1] {
-						found = true
-					}
-				}
-				if !found {
-					continue next
-				}
-			}
-			if m.GetCounter() != nil {
-				return m.GetCounter().GetValue()
-			}
-			return m.GetGauge().GetValue()
-		}
-	}
-	return 0
+	v, _ := testkit.Metric(t, rg.reg, name, labels...)
+	return v
 }
 
 func (rg *runningGateway) waitMetric(t testing.TB, cond func(float64) bool, name string, labels ...string) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		v := rg.metric(t, name, labels...)
-		if cond(v) {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s%v = %v never met the condition", name, labels, v)
-		}
-		time.Sleep(20 * time.Millisecond)
+	var v float64
+	if !testkit.Until(testkit.Timeout, func() bool { v = rg.metric(t, name, labels...); return cond(v) }) {
+		t.Fatalf("%s%v = %v never met the condition", name, labels, v)
 	}
 }
 

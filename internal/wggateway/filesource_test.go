@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/trellis-garden/trellis/internal/testkit"
 )
 
 // --- helpers shared by the source tests ---
@@ -55,7 +57,7 @@ func (u *sourceUpdates) count() int { return len(u.snapshot()) }
 func (u *sourceUpdates) waitFor(t *testing.T, want []Backend) {
 	t.Helper()
 	var latest []Backend
-	ok := pollUntil(30*time.Second, func() bool {
+	ok := testkit.Until(testkit.Timeout, func() bool {
 		lists := u.snapshot()
 		if len(lists) == 0 {
 			return false
@@ -83,71 +85,17 @@ func (u *sourceUpdates) checkNoRepeats(t *testing.T) {
 	}
 }
 
-// pollUntil calls cond every 10 ms until it is true (true) or timeout passes (false).
-func pollUntil(timeout time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(timeout)
-	for {
-		if cond() {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // sourceMetric returns the value of one series, or -1 when it does not exist.
 func sourceMetric(t *testing.T, reg *prometheus.Registry, name string, labels ...string) float64 {
 	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	series:
-		for _, m := range mf.GetMetric() {
-			have := map[string]string{}
-			for _, lp := range m.GetLabel() {
-				have[lp.GetName()] = lp.GetValue()
-			}
-			for i := 0; i+1 < len(labels); i += 2 {
-				if have[labels[i]] != labels[i+1] {
-					continue series
-				}
-			}
-			if m.GetCounter() != nil {
-				return m.GetCounter().GetValue()
-			}
-			return m.GetGauge().GetValue()
-		}
+	if v, ok := testkit.Metric(t, reg, name, labels...); ok {
+		return v
 	}
 	return -1
 }
 
-// syncBuffer is a log destination safe for the source's goroutine.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func sourceTestLogger() (*slog.Logger, *syncBuffer) {
-	buf := &syncBuffer{}
+func sourceTestLogger() (*slog.Logger, *testkit.SyncBuffer) {
+	buf := &testkit.SyncBuffer{}
 	return slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug})), buf
 }
 
@@ -171,19 +119,7 @@ func runSource(t *testing.T, src Source, u *sourceUpdates) <-chan error {
 	return done
 }
 
-// writeAtomic replaces path's content as a ConfigMap update or an editor does.
-func writeAtomic(t *testing.T, path, content string) {
-	t.Helper()
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(content), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func newFileSourceForTest(t *testing.T, path string) (*FileSource, *prometheus.Registry, *syncBuffer) {
+func newFileSourceForTest(t *testing.T, path string) (*FileSource, *prometheus.Registry, *testkit.SyncBuffer) {
 	t.Helper()
 	reg := prometheus.NewRegistry()
 	log, buf := sourceTestLogger()
@@ -298,7 +234,7 @@ func TestFileSourceLoadsAndReloads(t *testing.T) {
 	ka, a := sourceTestKey(1)
 	kb, b := sourceTestKey(2)
 	kc, c := sourceTestKey(3)
-	writeAtomic(t, path, fmt.Sprintf(`backends:
+	testkit.WriteAtomic(t, path, fmt.Sprintf(`backends:
   - name: shoot-b
     publicKey: %s
     endpoint: "[fd00::5]:51820"
@@ -318,7 +254,7 @@ func TestFileSourceLoadsAndReloads(t *testing.T) {
 	}
 
 	// A change is picked up: b moves, c arrives.
-	writeAtomic(t, path, fmt.Sprintf(`backends:
+	testkit.WriteAtomic(t, path, fmt.Sprintf(`backends:
   - {name: shoot-a, publicKey: %s, endpoint: "10.0.0.5:51820"}
   - {name: shoot-b, publicKey: %s, endpoint: "[fd00::6]:51821"}
   - {name: shoot-c, publicKey: %s, endpoint: "[::ffff:10.0.0.7]:51820"}
@@ -334,8 +270,8 @@ func TestFileSourceLoadsAndReloads(t *testing.T) {
 	// way) and a missing file each keep the last good list and count an error.
 	updates := u.count()
 	for i, bad := range []string{"backends: [ {name: x\n", "backend: []\n", "", "# only a comment\n"} {
-		writeAtomic(t, path, bad)
-		if !pollUntil(30*time.Second, func() bool {
+		testkit.WriteAtomic(t, path, bad)
+		if !testkit.Until(testkit.Timeout, func() bool {
 			return sourceMetric(t, reg, "test_backend_source_errors_total", "source", "file") == float64(i+1)
 		}) {
 			t.Fatalf("error %d (%q) not counted", i+1, bad)
@@ -344,7 +280,7 @@ func TestFileSourceLoadsAndReloads(t *testing.T) {
 	if err := os.Remove(path); err != nil {
 		t.Fatal(err)
 	}
-	if !pollUntil(30*time.Second, func() bool {
+	if !testkit.Until(testkit.Timeout, func() bool {
 		return sourceMetric(t, reg, "test_backend_source_errors_total", "source", "file") == 5
 	}) {
 		t.Fatal("missing file not counted")
@@ -361,23 +297,23 @@ func TestFileSourceLoadsAndReloads(t *testing.T) {
 	// The file comes back with the content of the list in use: loaded, but nothing
 	// to update. Then a real change.
 	loads := strings.Count(logs.String(), "backends file loaded")
-	writeAtomic(t, path, fmt.Sprintf(`backends:
+	testkit.WriteAtomic(t, path, fmt.Sprintf(`backends:
   - {name: shoot-c, publicKey: %s, endpoint: "10.0.0.7:51820"}
   - {name: shoot-b, publicKey: %s, endpoint: "[fd00::6]:51821"}
   - {name: shoot-a, publicKey: %s, endpoint: "10.0.0.5:51820"}
 `, c, b, a))
-	if !pollUntil(30*time.Second, func() bool { return strings.Count(logs.String(), "backends file loaded") > loads }) {
+	if !testkit.Until(testkit.Timeout, func() bool { return strings.Count(logs.String(), "backends file loaded") > loads }) {
 		t.Fatal("restored file not loaded")
 	}
 	if u.count() != updates {
 		t.Fatalf("the same list was handed over again: %v", u.snapshot()[updates:])
 	}
-	writeAtomic(t, path, fmt.Sprintf("backends:\n  - {name: shoot-a, publicKey: %s, endpoint: 10.0.0.9:51820}\n", a))
+	testkit.WriteAtomic(t, path, fmt.Sprintf("backends:\n  - {name: shoot-a, publicKey: %s, endpoint: 10.0.0.9:51820}\n", a))
 	u.waitFor(t, []Backend{{Name: "shoot-a", PublicKey: ka, Endpoint: netip.MustParseAddrPort("10.0.0.9:51820")}})
 	if got := sourceMetric(t, reg, "test_backend_source_updates_total", "source", "file"); got != float64(u.count()) {
 		t.Errorf("updates_total = %v, update called %d times", got, u.count())
 	}
-	writeAtomic(t, path, "backends: []\n")
+	testkit.WriteAtomic(t, path, "backends: []\n")
 	u.waitFor(t, []Backend{})
 	u.checkNoRepeats(t)
 }
@@ -442,7 +378,7 @@ func TestFileSourceSkipsInvalidEntries(t *testing.T) {
   - {name: a-same-key-first, publicKey: %[3]s, endpoint: "10.1.0.12:51820"}
   - {name: z-same-key, publicKey: %[3]s, endpoint: "10.1.0.13:51820"}
 `, b1, b2, b3, zero)
-	writeAtomic(t, path, content)
+	testkit.WriteAtomic(t, path, content)
 	src, reg, logs := newFileSourceForTest(t, path)
 	u := &sourceUpdates{}
 	runSource(t, src, u)
@@ -489,7 +425,7 @@ func TestFileSourceSkipsInvalidEntries(t *testing.T) {
 
 	// A change elsewhere in the file does not count the same problems again.
 	_, b4 := sourceTestKey(4)
-	writeAtomic(t, path, content+fmt.Sprintf("  - {name: zz-new, publicKey: %s, endpoint: \"10.1.0.14:51820\"}\n", b4))
+	testkit.WriteAtomic(t, path, content+fmt.Sprintf("  - {name: zz-new, publicKey: %s, endpoint: \"10.1.0.14:51820\"}\n", b4))
 	k4, _ := sourceTestKey(4)
 	u.waitFor(t, append(slices.Clone(want), Backend{Name: "zz-new", PublicKey: k4, Endpoint: netip.MustParseAddrPort("10.1.0.14:51820")}))
 	check()
@@ -509,7 +445,7 @@ func TestFileSourceFirstLoadFailureIsFatal(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			path := filepath.Join(dir, name+".yaml")
-			writeAtomic(t, path, content)
+			testkit.WriteAtomic(t, path, content)
 			reg := prometheus.NewRegistry()
 			src := NewFileSource(path, time.Millisecond, nil, NewSourceMetrics(reg, "test"))
 			called := false
@@ -534,7 +470,7 @@ func TestFileSourceFirstLoadFailureIsFatal(t *testing.T) {
 // An empty list is a valid first load and is handed over once.
 func TestFileSourceEmptyListIsUpdated(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "backends.yaml")
-	writeAtomic(t, path, "backends: []\n")
+	testkit.WriteAtomic(t, path, "backends: []\n")
 	src, _, _ := newFileSourceForTest(t, path)
 	u := &sourceUpdates{}
 	runSource(t, src, u)
@@ -586,7 +522,7 @@ func TestFileSourceResolvesHostNames(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "backends.yaml")
 	ka, a := sourceTestKey(1)
 	kb, b := sourceTestKey(2)
-	writeAtomic(t, path, fmt.Sprintf(`backends:
+	testkit.WriteAtomic(t, path, fmt.Sprintf(`backends:
   - {name: a, publicKey: %s, endpoint: "vpn-a.example:51820"}
   - {name: b, publicKey: %s, endpoint: "vpn-b.example:51821"}
 `, a, b))
@@ -614,12 +550,12 @@ func TestFileSourceResolvesHostNames(t *testing.T) {
 	res.set("vpn-a.example", []netip.Addr{netip.MustParseAddr("10.0.0.9"), netip.MustParseAddr("10.0.0.3"), netip.MustParseAddr("10.0.0.1")}, nil)
 	updates := u.count()
 	calls := res.callCount()
-	if !pollUntil(30*time.Second, func() bool { return res.callCount() >= calls+6 }) {
+	if !testkit.Until(testkit.Timeout, func() bool { return res.callCount() >= calls+6 }) {
 		t.Fatal("names not resolved again")
 	}
 	res.set("vpn-a.example", nil, errors.New("temporary failure"))
 	calls = res.callCount()
-	if !pollUntil(30*time.Second, func() bool { return res.callCount() >= calls+6 }) {
+	if !testkit.Until(testkit.Timeout, func() bool { return res.callCount() >= calls+6 }) {
 		t.Fatal("names not resolved again")
 	}
 	if u.count() != updates {

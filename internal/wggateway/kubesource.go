@@ -21,6 +21,8 @@ import (
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
+
+	"github.com/trellis-garden/trellis/internal/kube"
 )
 
 const (
@@ -122,18 +124,8 @@ func (s *KubeSource) Run(ctx context.Context, update func([]Backend)) error {
 	services := factory.Core().V1().Services()
 	informer := services.Informer()
 
-	changed := make(chan struct{}, 1)
-	notify := func() {
-		select {
-		case changed <- struct{}{}:
-		default:
-		}
-	}
-	if _, err := informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(any) { notify() },
-		UpdateFunc: func(any, any) { notify() },
-		DeleteFunc: func(any) { notify() },
-	}); err != nil {
+	changed := kube.NewNotifier()
+	if err := changed.Watch(informer); err != nil {
 		return fmt.Errorf("watch services: %w", err)
 	}
 	if err := informer.SetWatchErrorHandlerWithContext(s.watchError); err != nil {
@@ -152,7 +144,7 @@ func (s *KubeSource) Run(ctx context.Context, update func([]Backend)) error {
 	}
 	// Everything up to here is in the cache: drop the notifications of the initial list.
 	select {
-	case <-changed:
+	case <-changed.C():
 	default:
 	}
 	s.recompute(st, services.Lister(), update)
@@ -163,7 +155,7 @@ func (s *KubeSource) Run(ctx context.Context, update func([]Backend)) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-changed:
+		case <-changed.C():
 			if fire == nil {
 				fire = time.After(s.debounce)
 			}
@@ -186,7 +178,7 @@ func (s *KubeSource) watchError(ctx context.Context, _ *cache.Reflector, err err
 		return
 	}
 	s.metrics.failed(sourceLabelKube)
-	s.log.Warn("listing or watching services failed, retrying", "error", err)
+	s.log.Warn("listing or watching services failed, retrying", "err", err)
 }
 
 // kubeState is what Run's goroutine remembers between recomputations.

@@ -19,6 +19,7 @@ import (
 
 	"github.com/trellis-garden/trellis/internal/kube"
 	"github.com/trellis-garden/trellis/internal/testenv"
+	"github.com/trellis-garden/trellis/internal/testkit"
 )
 
 func TestKubeServiceBackend(t *testing.T) {
@@ -277,7 +278,7 @@ func TestKubeSourceFollowsServices(t *testing.T) {
 
 	// The Warning Event on the invalid Service reaches the API server.
 	var event corev1.Event
-	if !pollUntil(30*time.Second, func() bool {
+	if !testkit.Until(testkit.Timeout, func() bool {
 		list, err := client.CoreV1().Events(ns).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=badkey,reason=" + EventReasonInvalidBackend})
 		if err != nil || len(list.Items) == 0 {
 			return false
