@@ -1,7 +1,9 @@
 // Package monitoring holds no code, only the tests of trellis' alerting rules and
 // dashboards (deploy/components/monitoring): every PromQL expression of a dashboard
 // panel or an alert parses, and names only metrics and labels a daemon registers,
-// as found in the daemons' Go source; every alert has a runbook and a promtool test
+// as the golden files of the metrics conformance check list them
+// (internal/metricstest/testdata: each daemon's TestMetrics compares its real
+// registry with them); every alert has a runbook and a promtool test
 // that fires it and one that does not; the PrometheusRule objects are generated
 // from the plain rules files.
 //
