@@ -72,6 +72,8 @@ func New(c *net.UDPConn, maxBatch int) (*Conn, error) {
 	}
 	cn.w.dgrams = make([]int, maxBatch)
 	cn.w.msg = make([]int, maxBatch)
+	cn.w.gathered = make([]bool, maxBatch)
+	cn.w.pool = make([]unix.Iovec, max(2*maxBatch, MaxSegments))
 	cn.w.fn = cn.w.write
 	return cn, nil
 }
@@ -158,8 +160,11 @@ func (c *Conn) ReadBatch(ms []Message) (int, error) {
 //
 // A message with Seg set (see Message) is sent with UDP_SEGMENT, at most
 // MaxSegments datagrams per system call message, when GSO is on
-// (EnableOffload), and as separate datagrams otherwise. A segmented message
-// the kernel refuses (EIO when the device cannot checksum, EINVAL or
+// (EnableOffload), and as separate datagrams otherwise. With GSO on,
+// consecutive single-datagram messages to one destination with the size of
+// the first (the last may be shorter) are gathered into one UDP_SEGMENT
+// message too; a receiver sees the same datagrams either way. A segmented or
+// gathered message the kernel refuses (EIO when the device cannot checksum, EINVAL or
 // EMSGSIZE) is sent again as separate datagrams and counted in
 // Stats.GSOResent; after EIO the Conn turns GSO off.
 //
@@ -179,12 +184,13 @@ func (c *Conn) WriteBatch(ms []Message) (int, error) {
 	defer c.wmu.Unlock()
 	w := &c.w
 	sent := 0
-	// The next datagram to prepare is at byte off of ms[i]; split is the
-	// message that must go out as separate datagrams although GSO is on.
-	i, off, split := 0, 0, -1
+	// The next datagram to prepare is at byte off of ms[i]; messages before
+	// splitUntil go out as separate datagrams although GSO is on (the kernel
+	// refused them segmented).
+	i, off, splitUntil := 0, 0, 0
 	for i < len(ms) {
 		gso := w.gso.Load()
-		k := 0
+		k, pool := 0, 0
 		for i < len(ms) && k < len(w.hdrs) {
 			m := &ms[i]
 			if m.N < 0 || m.N > len(m.Buf) {
@@ -192,14 +198,25 @@ func (c *Conn) WriteBatch(ms []Message) (int, error) {
 				i, off = i+1, 0
 				continue
 			}
+			segmented := m.Seg > 0 && m.Seg < m.N
+			if !segmented && gso && i >= splitUntil {
+				// Consecutive single datagrams of one size (the last may
+				// be shorter) to one destination: one UDP_SEGMENT message
+				// gathering their buffers.
+				if d := c.coalesce(k, ms[i:], w.pool[pool:]); d > 1 {
+					w.msg[k] = i
+					k, pool, i = k+1, pool+d, i+d
+					continue
+				}
+			}
 			seg := m.N - off // one datagram
-			if m.Seg > 0 && m.Seg < m.N {
+			if segmented {
 				seg = m.Seg
 			}
 			// The datagrams of this header: one, or a run of up to
 			// MaxSegments segments.
 			n := seg
-			if gso && i != split {
+			if gso && i >= splitUntil {
 				n = min(m.N-off, seg*max(1, min(MaxSegments, maxGSOBytes/seg)))
 			}
 			n = min(n, m.N-off)
@@ -226,22 +243,89 @@ func (c *Conn) WriteBatch(ms []Message) (int, error) {
 			return sent, c.opError("sendmmsg", w.errno)
 		}
 		if r := w.refused; r >= 0 {
-			// Send the refused header's message again from the refused
-			// header's first byte, as separate datagrams.
+			// Send the refused header's datagrams again, separately.
 			w.gsoResent.Add(1)
 			if w.refusedE == unix.EIO {
 				w.gso.Store(false)
 			}
-			i, split = w.msg[r], w.msg[r]
-			off = int(uintptr(unsafe.Pointer(w.iovs[r].Base)) - uintptr(unsafe.Pointer(unsafe.SliceData(ms[i].Buf))))
+			i, off = w.msg[r], 0
+			if w.gathered[r] {
+				splitUntil = i + w.dgrams[r]
+			} else {
+				splitUntil = i + 1
+				off = int(uintptr(unsafe.Pointer(w.iovs[r].Base)) - uintptr(unsafe.Pointer(unsafe.SliceData(ms[i].Buf))))
+			}
 		}
 	}
 	return sent, nil
 }
 
+// coalesce fills header k with the run of single datagrams at the start of ms
+// that one UDP_SEGMENT message can carry: same destination, the size of the
+// first (the last may be shorter), at most MaxSegments and 64 KiB, gathered
+// with one I/O vector each from iovs. It returns the run's length; below 2 it
+// prepared nothing.
+func (c *Conn) coalesce(k int, ms []Message, iovs []unix.Iovec) int {
+	first := &ms[0]
+	size := first.N
+	if size <= 0 || len(ms) < 2 || len(iovs) < 2 {
+		return 0
+	}
+	d, total := 1, size
+	for d < len(ms) && d < len(iovs) && d < MaxSegments {
+		m := &ms[d]
+		if m.N <= 0 || m.N > size || m.N > len(m.Buf) || (m.Seg > 0 && m.Seg < m.N) ||
+			m.Addr != first.Addr || total+m.N > maxGSOBytes {
+			break
+		}
+		d, total = d+1, total+m.N
+		if m.N < size {
+			break // a shorter datagram ends the run
+		}
+	}
+	if d < 2 {
+		return 0
+	}
+	w := &c.w
+	if c.prepareHeader(k, first.Addr) != 0 {
+		return 0 // sent one by one, where the error is counted
+	}
+	for j := range d {
+		iovs[j].Base = unsafe.SliceData(ms[j].Buf)
+		iovs[j].SetLen(ms[j].N)
+	}
+	h := &w.hdrs[k].Hdr
+	h.Iov = &iovs[0]
+	h.SetIovlen(d)
+	w.dgrams[k], w.gathered[k] = d, true
+	c.setSegment(k, size)
+	return d
+}
+
 // prepare fills header k of the writer for the datagrams in b to addr, each
 // seg bytes long but the last.
 func (c *Conn) prepare(k int, addr netip.AddrPort, b []byte, seg int) unix.Errno {
+	if e := c.prepareHeader(k, addr); e != 0 {
+		return e
+	}
+	w := &c.w
+	h := &w.hdrs[k].Hdr
+	h.Iov = &w.iovs[k]
+	h.SetIovlen(1)
+	w.setBuf(k, b, len(b))
+	w.dgrams[k], w.gathered[k] = 1, false
+	if len(b) > seg {
+		w.dgrams[k] = (len(b) + seg - 1) / seg
+		c.setSegment(k, seg)
+	} else {
+		h.Control = nil
+		h.SetControllen(0)
+	}
+	return 0
+}
+
+// prepareHeader sets the destination of header k.
+func (c *Conn) prepareHeader(k int, addr netip.AddrPort) unix.Errno {
 	w := &c.w
 	h := &w.hdrs[k].Hdr
 	if addr.Addr().IsValid() {
@@ -256,19 +340,17 @@ func (c *Conn) prepare(k int, addr netip.AddrPort, b []byte, seg int) unix.Errno
 		h.Namelen = 0
 	}
 	h.Flags = 0
-	w.setBuf(k, b, len(b))
-	w.dgrams[k] = 1
-	if len(b) > seg {
-		w.dgrams[k] = (len(b) + seg - 1) / seg
-		ctrl := w.ctrl[k*writeCtrlSize : (k+1)*writeCtrlSize]
-		setSegmentSize(ctrl, uint16(seg))
-		h.Control = &ctrl[0]
-		h.SetControllen(writeCtrlSize)
-	} else {
-		h.Control = nil
-		h.SetControllen(0)
-	}
 	return 0
+}
+
+// setSegment attaches a UDP_SEGMENT control message of size seg to header k.
+func (c *Conn) setSegment(k, seg int) {
+	w := &c.w
+	ctrl := w.ctrl[k*writeCtrlSize : (k+1)*writeCtrlSize]
+	setSegmentSize(ctrl, uint16(seg))
+	h := &w.hdrs[k].Hdr
+	h.Control = &ctrl[0]
+	h.SetControllen(writeCtrlSize)
 }
 
 // Stats returns the Conn's counters. It is safe to call at any time.

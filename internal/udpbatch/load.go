@@ -33,6 +33,12 @@ type LoadConfig struct {
 	// their packets (e.g. a WireGuard transport header); the warm-up marker
 	// follows it. Size is raised to fit it.
 	Header []byte
+	// Window > 0 bounds the datagrams in flight (sent but not yet at the
+	// sink): the source waits for the sink to catch up, so a relay that is
+	// slower than the source is measured at its own pace instead of losing
+	// most datagrams in its receive queue. If the sink sees nothing for Quiet
+	// the source goes on regardless (the rest were lost). 0: no bound.
+	Window int
 	// Segments > 1 sends runs of that many datagrams per message (Message.Seg,
 	// at most MaxSegments), as wireguard-go does with UDP_SEGMENT; the source
 	// Conn sends them with one system call each if its GSO is on. Batch then
@@ -56,6 +62,8 @@ type Load struct {
 	warm      []Message // one warm-up datagram
 	in        []Message // the sink's batch
 	mark      int       // offset of the warm-up marker
+	received  atomic.Int64
+	progress  chan struct{} // the sink received something (Window)
 }
 
 // NewLoad prepares a load from src to the relay input to, received on sink.
@@ -80,7 +88,7 @@ func NewLoad(src, sink *Conn, to netip.AddrPort, cfg LoadConfig) (*Load, error) 
 	if cfg.WarmupTimeout <= 0 {
 		cfg.WarmupTimeout = 10 * time.Second
 	}
-	l := &Load{src: src, sink: sink, to: to, cfg: cfg}
+	l := &Load{src: src, sink: sink, to: to, cfg: cfg, progress: make(chan struct{}, 1)}
 	payload := make([]byte, cfg.Size)
 	for i := range payload {
 		payload[i] = byte(i)
@@ -150,6 +158,7 @@ func (l *Load) Run(ctx context.Context, packets int) (LoadResult, error) {
 	done := make(chan drainResult, 1)
 	var sending atomic.Bool
 	sending.Store(true)
+	l.received.Store(0)
 	start := time.Now()
 	go func() { done <- l.drain(packets, &sending) }()
 	sent, serr := l.blast(ctx, packets)
@@ -174,6 +183,7 @@ func (l *Load) blast(ctx context.Context, packets int) (int, error) {
 		if err := ctx.Err(); err != nil {
 			return sent, err
 		}
+		l.wait(sent)
 		k := 0
 		for ; k < len(l.out) && left > 0; k++ {
 			d := min(left, per)
@@ -187,6 +197,30 @@ func (l *Load) blast(ctx context.Context, packets int) (int, error) {
 		}
 	}
 	return sent, nil
+}
+
+// wait blocks while more than Window datagrams are in flight, at most Quiet
+// without progress at the sink.
+func (l *Load) wait(sent int) {
+	if l.cfg.Window <= 0 {
+		return
+	}
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	for int64(sent)-l.received.Load() > int64(l.cfg.Window) {
+		if timer == nil {
+			timer = time.NewTimer(l.cfg.Quiet)
+		}
+		select {
+		case <-l.progress:
+		case <-timer.C:
+			return
+		}
+	}
 }
 
 // drainResult is what the sink saw.
@@ -232,6 +266,11 @@ func (l *Load) drain(want int, sending *atomic.Bool) drainResult {
 		if got > 0 {
 			d.packets += got
 			d.last = time.Now()
+			l.received.Store(int64(d.packets))
+			select {
+			case l.progress <- struct{}{}:
+			default:
+			}
 		}
 	}
 	return d

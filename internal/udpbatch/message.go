@@ -86,8 +86,9 @@ type Stats struct {
 	// GROBuffers counts received messages the kernel had coalesced from more
 	// than one datagram (UDP_GRO), GRODatagrams the datagrams in them.
 	GROBuffers, GRODatagrams uint64
-	// GSOMessages counts messages WriteBatch sent with UDP_SEGMENT,
-	// GSODatagrams the datagrams in them.
+	// GSOMessages counts messages WriteBatch sent with UDP_SEGMENT (segmented
+	// ones and runs of single datagrams it gathered), GSODatagrams the
+	// datagrams in them.
 	GSOMessages, GSODatagrams uint64
 	// GSOResent counts segmented messages the kernel refused (EIO: no
 	// checksum offload on the route's device; EINVAL or EMSGSIZE: a segment

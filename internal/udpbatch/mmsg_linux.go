@@ -92,15 +92,17 @@ func (r *reader) read(fd uintptr) bool {
 // syscall.RawConn.Write does not allocate.
 type writer struct {
 	vectors
-	ctrl     []byte     // a UDP_SEGMENT control message (writeCtrlSize bytes) per header
-	dgrams   []int      // datagrams header i carries
-	msg      []int      // index of the Message header i was made from
-	cnt      int        // headers prepared in hdrs
-	off      int        // first header not yet handled
-	sent     int        // datagrams the kernel accepted
-	errno    unix.Errno // hard error of the last call
-	refused  int        // header of a segmented message the kernel refused, or -1
-	refusedE unix.Errno // and why
+	ctrl     []byte       // a UDP_SEGMENT control message (writeCtrlSize bytes) per header
+	dgrams   []int        // datagrams header i carries
+	msg      []int        // index of the (first) Message header i was made from
+	gathered []bool       // header i gathers single datagrams (coalesce)
+	pool     []unix.Iovec // I/O vectors of gathering headers
+	cnt      int          // headers prepared in hdrs
+	off      int          // first header not yet handled
+	sent     int          // datagrams the kernel accepted
+	errno    unix.Errno   // hard error of the last call
+	refused  int          // header of a segmented message the kernel refused, or -1
+	refusedE unix.Errno   // and why
 	fn       func(fd uintptr) bool
 	dropped  atomic.Uint64
 	lastDrop atomic.Uintptr

@@ -148,6 +148,50 @@ func TestOffloadRoundTrip(t *testing.T) {
 	}
 }
 
+// TestGatherSingles: with GSO on, consecutive single datagrams to one
+// destination with one size (the last may be shorter) leave as one
+// UDP_SEGMENT message; a change of destination or size starts another.
+func TestGatherSingles(t *testing.T) {
+	src := listenConn(t, "udp4", "127.0.0.1:0", 64)
+	a := listenConn(t, "udp4", "127.0.0.1:0", 8)
+	b := listenConn(t, "udp4", "127.0.0.1:0", 8)
+	enable(t, src, false, true)
+	enable(t, a, true, false)
+	enable(t, b, true, false)
+	var ms []Message
+	var wantA, wantB [][]byte
+	add := func(to *Conn, tag string, i, size int) {
+		d := []byte(payload(tag, i, size))
+		ms = append(ms, Message{Buf: d, N: len(d), Addr: local(to, "")})
+		if to == a {
+			wantA = append(wantA, d)
+		} else {
+			wantB = append(wantB, d)
+		}
+	}
+	for i := range 10 {
+		add(a, "a", i, 500)
+	}
+	add(a, "a", 10, 200) // shorter: ends the run
+	add(a, "a", 11, 500) // starts a new one...
+	add(b, "b", 0, 500)  // ...which a new destination ends
+	add(b, "b", 1, 500)
+	add(b, "b", 2, 700) // larger: a new run
+	if n, err := src.WriteBatch(ms); n != len(ms) || err != nil {
+		t.Fatalf("WriteBatch = %d, %v; want %d", n, err, len(ms))
+	}
+	gotA, segsA := readDatagrams(t, a, len(wantA))
+	gotB, segsB := readDatagrams(t, b, len(wantB))
+	sameDatagrams(t, gotA, wantA)
+	sameDatagrams(t, gotB, wantB)
+	if fmt.Sprint(segsA) != "[500 0]" || fmt.Sprint(segsB) != "[500 0]" {
+		t.Errorf("segment sizes %v and %v, want [500 0] each (a run, then a single)", segsA, segsB)
+	}
+	if st := src.Stats(); st.GSOMessages != 2 || st.GSODatagrams != 13 {
+		t.Errorf("stats %+v: want 2 gathered messages of 13 datagrams", st)
+	}
+}
+
 // TestOffloadZeroAllocs: segmented writes and coalesced reads allocate
 // nothing.
 func TestOffloadZeroAllocs(t *testing.T) {
@@ -193,13 +237,13 @@ func TestGSORefusedIsResent(t *testing.T) {
 		t.Skip("needs root for a network namespace")
 	}
 	type result struct {
-		got          [][]byte
-		want         [][]byte
-		stats        Stats
-		offload      Offload
-		n1, n2       int
-		err1, err2   error
-		setupSkipped error
+		got              [][]byte
+		want             [][]byte
+		stats            Stats
+		offload          Offload
+		n1, n2, n3       int
+		err1, err2, err3 error
+		setupSkipped     error
 	}
 	done := make(chan result, 1)
 	go func() {
@@ -233,12 +277,18 @@ func TestGSORefusedIsResent(t *testing.T) {
 		to := dst.LocalAddr().(*net.UDPAddr).AddrPort()
 		big, bb := segmented("big", 5, 1480, 0)
 		small, sb := segmented("small", 5, 1000, 0)
+		singles, _ := segmented("single", 4, 1480, 0)
 		r.n1, r.err1 = s.WriteBatch([]Message{{Buf: bb, N: len(bb), Addr: to, Seg: 1480}})
 		r.n2, r.err2 = s.WriteBatch([]Message{{Buf: sb, N: len(sb), Addr: to, Seg: 1000}})
-		r.want = append(big, small...)
+		var out []Message
+		for _, d := range singles {
+			out = append(out, Message{Buf: d, N: len(d), Addr: to})
+		}
+		r.n3, r.err3 = s.WriteBatch(out) // gathered, refused, resent one by one
+		r.want = append(append(big, small...), singles...)
 		_ = dst.SetReadDeadline(time.Now().Add(waitTimeout))
 		ms := NewMessages(8, MaxDatagram)
-		for len(r.got) < 10 {
+		for len(r.got) < 14 {
 			n, err := d.ReadBatch(ms)
 			if err != nil {
 				break
@@ -255,12 +305,12 @@ func TestGSORefusedIsResent(t *testing.T) {
 	if r.setupSkipped != nil {
 		t.Skipf("network namespace setup: %v", r.setupSkipped)
 	}
-	if r.n1 != 5 || r.err1 != nil || r.n2 != 5 || r.err2 != nil {
-		t.Fatalf("WriteBatch = %d, %v and %d, %v; want 5 datagrams each", r.n1, r.err1, r.n2, r.err2)
+	if r.n1 != 5 || r.err1 != nil || r.n2 != 5 || r.err2 != nil || r.n3 != 4 || r.err3 != nil {
+		t.Fatalf("WriteBatch = %d, %v; %d, %v; %d, %v; want 5, 5, 4 datagrams", r.n1, r.err1, r.n2, r.err2, r.n3, r.err3)
 	}
 	sameDatagrams(t, r.got, r.want)
-	if r.stats.GSOResent != 1 || r.stats.GSOMessages != 1 || r.stats.GSODatagrams != 5 || !r.offload.GSO {
-		t.Errorf("stats %+v, offload %+v: want 1 message resent, the second sent segmented, GSO still on", r.stats, r.offload)
+	if r.stats.GSOResent != 2 || r.stats.GSOMessages != 1 || r.stats.GSODatagrams != 5 || !r.offload.GSO {
+		t.Errorf("stats %+v, offload %+v: want 2 messages resent, the second sent segmented, GSO still on", r.stats, r.offload)
 	}
 }
 
