@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"net/http"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -22,6 +21,7 @@ import (
 	"github.com/trellis-garden/trellis/internal/secretsig"
 	"github.com/trellis-garden/trellis/internal/testbin"
 	"github.com/trellis-garden/trellis/internal/testenv"
+	"github.com/trellis-garden/trellis/internal/testkit"
 )
 
 // TestBinary builds cmd/mr-signer and runs it against the real API server as its
@@ -40,11 +40,7 @@ func TestBinary(t *testing.T) {
 	bin := testbin.Build(t, "mr-signer")
 
 	// Bad flags: exit 2 with every problem named.
-	out, err := exec.Command(bin, "--trust.service-accounts=nocolon", "--verifier.resync-period=0s").CombinedOutput()
-	var ee *exec.ExitError
-	if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(string(out), "--trust.service-accounts") || !strings.Contains(string(out), "--verifier.resync-period") {
-		t.Fatalf("bad flags: %v\n%s", err, out)
-	}
+	testbin.UsageError(t, bin, []string{"--trust.service-accounts=nocolon", "--verifier.resync-period=0s"}, "--trust.service-accounts", "--verifier.resync-period")
 	if out, err := exec.Command(bin, "version").CombinedOutput(); err != nil || !strings.HasPrefix(string(out), "mr-signer ") {
 		t.Fatalf("version: %v %s", err, out)
 	}
@@ -115,15 +111,7 @@ func TestBinary(t *testing.T) {
 	if web == "" || hook == "" {
 		t.Fatal("addresses not logged")
 	}
-	get := func(path string) (int, string) {
-		resp, err := http.Get("http://" + web + path)
-		if err != nil {
-			return 0, ""
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
-	}
+	get := func(path string) (int, string) { return testkit.Get("http://" + web + path) }
 	poll(t, 30*time.Second, "readiness", func() bool { code, _ := get("/readyz"); return code == 200 })
 	poll(t, 30*time.Second, "leadership", func() bool { _, m := get("/metrics"); return strings.Contains(m, "\ntrellis_mr_signer_leader 1\n") })
 	registerWebhooks(t, env, "mr-signer-binary-"+ns, ns, hook, certs.CA, true, false)
@@ -185,6 +173,7 @@ func TestBinary(t *testing.T) {
 		c.Stdin = strings.NewReader(tc.stdin)
 		err := c.Run()
 		code := 0
+		var ee *exec.ExitError
 		if errors.As(err, &ee) {
 			code = ee.ExitCode()
 		} else if err != nil {

@@ -2,7 +2,6 @@ package mrsigner
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -36,6 +35,7 @@ import (
 	"github.com/trellis-garden/trellis/internal/daemon"
 	"github.com/trellis-garden/trellis/internal/secretsig"
 	"github.com/trellis-garden/trellis/internal/testenv"
+	"github.com/trellis-garden/trellis/internal/testkit"
 )
 
 // Identities the integration tests write as (impersonated).
@@ -140,22 +140,8 @@ func writeServingCert(t testing.TB, dir string, validity ...time.Duration) tlsFi
 	return f
 }
 
-// syncBuffer is a log sink safe for concurrent use.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer is testkit's log sink with a look-up of logged addresses.
+type syncBuffer struct{ testkit.SyncBuffer }
 
 // logged returns the "address" of the first log line with message msg.
 func (s *syncBuffer) logged(msg string) string {
@@ -246,13 +232,7 @@ func (r *running) metrics(t *testing.T) string {
 // poll calls cond until it is true or the timeout passes.
 func poll(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testkit.EventuallyWithin(t, timeout, what, cond)
 }
 
 // registerWebhooks makes the API server call the daemon for Secrets in namespace
