@@ -1,12 +1,9 @@
 package egressreporter
 
 import (
-	"os"
-	"regexp"
 	"strings"
 	"testing"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/pflag"
 )
 
@@ -63,32 +60,5 @@ func TestOptionsValidate(t *testing.T) {
 	}
 	if err := parse(t, NewProbeOptions(), "--probe.families=ipv4,ipv7"); err == nil || !strings.Contains(err.Error(), "--probe.families") {
 		t.Errorf("bad family: %v", err)
-	}
-}
-
-// Every series both roles export is listed in docs/egress-reporter.md.
-func TestMetricsDocumented(t *testing.T) {
-	doc, err := os.ReadFile("../../docs/egress-reporter.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	fqName := regexp.MustCompile(`fqName: "([^"]+)"`)
-	var cs []prometheus.Collector
-	cs = append(cs, newMetrics("trellis_egress_reporter").collectors()...)
-	cs = append(cs, newProbeMetrics("trellis_egress_probe").collectors()...)
-	for _, c := range cs {
-		ch := make(chan *prometheus.Desc, 10)
-		c.Describe(ch)
-		close(ch)
-		for d := range ch {
-			m := fqName.FindStringSubmatch(d.String())
-			if m == nil {
-				t.Fatalf("no name in %s", d)
-			}
-			name := strings.TrimPrefix(strings.TrimPrefix(m[1], "trellis_egress_reporter_"), "trellis_egress_probe_")
-			if !strings.Contains(string(doc), "| `"+name+"` |") {
-				t.Errorf("metric %s not in docs/egress-reporter.md", m[1])
-			}
-		}
 	}
 }
