@@ -71,7 +71,14 @@ func newWGPeer(t testing.TB, keys keypair, ip netip.Addr, peers string) *wgPeer 
 	if err := dev.Up(); err != nil {
 		t.Fatal(err)
 	}
-	p := &wgPeer{keys: keys, ip: ip, dev: dev, net: tnet}
+	p := &wgPeer{keys: keys, ip: ip, dev: dev, net: tnet, port: listenPort(t, dev)}
+	t.Cleanup(dev.Close)
+	return p
+}
+
+// listenPort returns the UDP port a wireguard-go device listens on.
+func listenPort(t testing.TB, dev *device.Device) uint16 {
+	t.Helper()
 	ipc, err := dev.IpcGet()
 	if err != nil {
 		t.Fatal(err)
@@ -79,11 +86,11 @@ func newWGPeer(t testing.TB, keys keypair, ip netip.Addr, peers string) *wgPeer 
 	for _, line := range strings.Split(ipc, "\n") {
 		if v, ok := strings.CutPrefix(line, "listen_port="); ok {
 			n, _ := strconv.Atoi(v)
-			p.port = uint16(n)
+			return uint16(n)
 		}
 	}
-	t.Cleanup(dev.Close)
-	return p
+	t.Fatal("wireguard-go reports no listen_port")
+	return 0
 }
 
 func peerConfig(pub [32]byte, endpoint string, allowed string) string {

@@ -8,8 +8,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -95,18 +93,7 @@ func newBatchPeer(t *testing.T, keys keypair, ip netip.Addr, peers string) *batc
 		t.Fatal(err)
 	}
 	t.Cleanup(dev.Close)
-	p := &batchPeer{keys: keys, ip: ip, tun: bt}
-	ipc, err := dev.IpcGet()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, line := range strings.Split(ipc, "\n") {
-		if v, ok := strings.CutPrefix(line, "listen_port="); ok {
-			n, _ := strconv.Atoi(v)
-			p.port = uint16(n)
-		}
-	}
-	return p
+	return &batchPeer{keys: keys, ip: ip, tun: bt, port: listenPort(t, dev)}
 }
 
 // ipPacket returns an IPv4 packet of size bytes from src to dst whose payload
