@@ -54,6 +54,8 @@ func NewCommand(spec Spec) *cobra.Command {
 		Args:          cobra.NoArgs,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		// A daemon runs in a container; shell completion is for interactive tools.
+		CompletionOptions: cobra.CompletionOptions{DisableDefaultCmd: true},
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			all := append([]Options{common}, spec.Options...)
 			var errs []error

@@ -96,7 +96,7 @@ func TestHelpExplainsEveryFlag(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit code %d", code)
 	}
-	for _, f := range []string{"--log.level", "--log.format", "--web.listen-address", "--shutdown.timeout", "--web.enable-pprof", "--test.count", "--test.token"} {
+	for _, f := range []string{"--log.level", "--log.format", "--web.listen-address", "--shutdown.timeout", "--web.pprof", "--test.count", "--test.token"} {
 		if !strings.Contains(stdout, f) {
 			t.Errorf("--help lacks %s:\n%s", f, stdout)
 		}
@@ -249,7 +249,7 @@ func TestEndpoints(t *testing.T) {
 		}
 	}
 	if code, _ := get(t, s, "/debug/pprof/"); code != http.StatusNotFound {
-		t.Errorf("pprof served without --web.enable-pprof: %d", code)
+		t.Errorf("pprof served without --web.pprof: %d", code)
 	}
 	s.cancel()
 	if code := s.wait(t); code != 0 {
@@ -408,5 +408,24 @@ func TestFirstSignalShutsDownCleanly(t *testing.T) {
 func TestSecondSignalExitsAtOnce(t *testing.T) {
 	if code := runHelper(t, "stuck", 2); code != ExitCodeSecondSignal {
 		t.Fatalf("exit code = %d, want %d", code, ExitCodeSecondSignal)
+	}
+}
+
+func TestBytesFlag(t *testing.T) {
+	fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
+	var v int64
+	BytesVar(fs, &v, "queue.max-size", 256<<20, "")
+	if got := fs.Lookup("queue.max-size").DefValue; got != "256Mi" || v != 256<<20 {
+		t.Fatalf("default %q, %d", got, v)
+	}
+	for in, want := range map[string]int64{"4Mi": 4 << 20, "1G": 1e9, "1024": 1024, "0": 0, "1.5Ki": 1536} {
+		if err := fs.Set("queue.max-size", in); err != nil || v != want {
+			t.Errorf("%s: %d, %v; want %d", in, v, err, want)
+		}
+	}
+	for _, in := range []string{"-1Mi", "lots", "", "1.5", "100m", "1e30"} {
+		if err := fs.Set("queue.max-size", in); err == nil {
+			t.Errorf("%q accepted as %d", in, v)
+		}
 	}
 }

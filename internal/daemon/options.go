@@ -34,7 +34,7 @@ func (o *CommonOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.LogFormat, "log.format", "json", "Log format: json or text.")
 	fs.StringVar(&o.ListenAddress, "web.listen-address", o.ListenAddress, "Address (host:port) for /metrics, /healthz and /readyz; empty disables the endpoint.")
 	fs.DurationVar(&o.ShutdownTimeout, "shutdown.timeout", 25*time.Second, "How long to wait for graceful shutdown after SIGTERM before giving up; keep it below the Pod's terminationGracePeriodSeconds.")
-	fs.BoolVar(&o.EnablePprof, "web.enable-pprof", false, "Serve Go profiling endpoints under /debug/pprof/ on the web listen address.")
+	fs.BoolVar(&o.EnablePprof, "web.pprof", false, "Serve Go profiling endpoints under /debug/pprof/ on the web listen address.")
 }
 
 func (o *CommonOptions) Complete() error { return nil }

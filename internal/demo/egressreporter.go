@@ -66,7 +66,7 @@ func (s *egressScenario) start(ctx context.Context, d *Demo) error {
 	}
 	s.probe = probe
 	reporter, err := d.launch(ctx, "egress-reporter", d.bin("egress-reporter"), []string{
-		"--kubeconfig=" + d.env.Kubeconfig, "--source=probe,static", "--static.cidrs=" + egressStatic,
+		"--kubeconfig=" + d.env.Kubeconfig, "--egress.sources=probe,static", "--static.cidrs=" + egressStatic,
 		// A probed address must be seen this long before it is published; the
 		// default (2m) is shortened so the demo shows both steps quickly.
 		"--hysteresis.add=3s", "--sync.interval=1s",

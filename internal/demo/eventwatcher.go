@@ -98,7 +98,7 @@ func (s *eventScenario) start(ctx context.Context, d *Demo) error {
 	srv := s.fake.Start()
 	d.tb.Cleanup(srv.Close)
 	ew, err := d.launch(ctx, "event-watcher", d.bin("event-watcher"), []string{
-		"--kubeconfig=" + d.env.Kubeconfig, "--node.name=" + s.node, "--provider=auto",
+		"--kubeconfig=" + d.env.Kubeconfig, "--node.name=" + s.node, "--metadata.provider=auto",
 		"--metadata.endpoint=" + srv.URL, "--poll.interval=500ms", "--drain.pod-poll-interval=500ms",
 		"--web.listen-address=127.0.0.1:0",
 	}, nil, "serving web endpoints")

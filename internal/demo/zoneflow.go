@@ -117,7 +117,7 @@ func (s *zoneScenario) start(ctx context.Context, d *Demo) error {
 		p, err := d.launch(ctx, "zone-flow-tracer-"+n.zone, d.bin("zone-flow-tracer"), []string{
 			"--kubeconfig=" + kubeconfig, "--node.name=" + n.name, "--web.listen-address=127.0.0.1:0",
 			// The demo switched accounting on in the namespace already.
-			"--conntrack.enable-accounting=false", "--conntrack.dump-interval=1s",
+			"--conntrack.accounting=false", "--conntrack.dump-interval=1s",
 		}, inNetns(n.ns.Handle), "serving web endpoints")
 		if err != nil {
 			return err

@@ -40,7 +40,7 @@ func TestBinary(t *testing.T) {
 
 	// Bad flags: exit 2 with every problem named.
 	for _, args := range [][]string{
-		{"--source=magic", "--static.cidrs=nope", "--hysteresis.add=-1s"},
+		{"--egress.sources=magic", "--static.cidrs=nope", "--hysteresis.add=-1s"},
 		{"probe", "--probe.families=ipv5", "--node.name=x"},
 		{"probe", "--node.name=", "--probe.stun.servers=", "--probe.interval=0s"},
 	} {
@@ -61,7 +61,7 @@ func TestBinary(t *testing.T) {
 
 	probe, probeWeb := startBinary(t, bin, "probe", "--kubeconfig="+env.Kubeconfig, "--node.name="+node,
 		"--probe.stun.servers="+stun.Addr, "--probe.interval=200ms", "--probe.timeout=2s")
-	reporterArgs := []string{"--kubeconfig=" + env.Kubeconfig, "--source=probe,static", "--static.cidrs=198.51.100.0/24",
+	reporterArgs := []string{"--kubeconfig=" + env.Kubeconfig, "--egress.sources=probe,static", "--static.cidrs=198.51.100.0/24",
 		"--hysteresis.add=0s", "--hysteresis.remove=1s", "--sync.interval=200ms",
 		"--leader-elect", "--leader-elect.namespace=" + ns, "--leader-elect.lease-duration=3s", "--leader-elect.renew-deadline=2s", "--leader-elect.retry-period=200ms"}
 	// Two replicas, as the Deployment runs them.

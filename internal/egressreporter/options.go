@@ -62,8 +62,8 @@ func NewOptions() *Options {
 
 func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	c := &o.Config
-	fs.StringSliceVar(&o.Sources, "source", []string{SourceInfrastructure, SourceProbe}, "Where egress CIDRs come from, merged: infrastructure (status.egressCIDRs of the Infrastructure in --infrastructure.namespace of the cluster of --kubeconfig, the seed), probe (annotations "+AddressAnnotation+" on the shoot's Nodes, written by egress-reporter probe), static (--static.cidrs).")
-	fs.StringSliceVar(&o.StaticCIDRs, "static.cidrs", nil, "CIDRs or single addresses always published, e.g. 203.0.113.0/28,2001:db8::1 (with --source=static).")
+	fs.StringSliceVar(&o.Sources, "egress.sources", []string{SourceInfrastructure, SourceProbe}, "Where egress CIDRs come from, merged: infrastructure (status.egressCIDRs of the Infrastructure in --infrastructure.namespace of the cluster of --kubeconfig, the seed), probe (annotations "+AddressAnnotation+" on the shoot's Nodes, written by egress-reporter probe), static (--static.cidrs).")
+	fs.StringSliceVar(&o.StaticCIDRs, "static.cidrs", nil, "CIDRs or single addresses always published, e.g. 203.0.113.0/28,2001:db8::1 (with --egress.sources=static).")
 	fs.StringVar(&o.InfraNamespace, "infrastructure.namespace", os.Getenv(kube.PodNamespaceEnv), "Seed namespace of the shoot whose Infrastructure to read (default $"+kube.PodNamespaceEnv+").")
 	fs.StringVar(&o.ShootKubeconfig, "shoot.kubeconfig", "", "Kubeconfig of the shoot whose kube-system/shoot-info to write and whose Nodes to read. Empty: the cluster of --kubeconfig (the reporter runs in the shoot).")
 	fs.DurationVar(&o.ProbeMaxAge, "probe.max-age", DefaultProbeMaxAge, "A Node's probed address older than this (annotation "+ObservedAtAnnotation+") no longer counts; keep it above the probe's --probe.refresh.")
@@ -93,23 +93,23 @@ func (o *Options) has(source string) bool { return slices.Contains(o.Sources, so
 func (o *Options) Validate() error {
 	var errs []error
 	if len(o.Sources) == 0 {
-		errs = append(errs, errors.New("--source: at least one source required"))
+		errs = append(errs, errors.New("--egress.sources: at least one source required"))
 	}
 	for i, s := range o.Sources {
 		switch s {
 		case SourceInfrastructure, SourceProbe, SourceStatic:
 		default:
-			errs = append(errs, fmt.Errorf("--source: %q is not one of infrastructure, probe, static", s))
+			errs = append(errs, fmt.Errorf("--egress.sources: %q is not one of infrastructure, probe, static", s))
 		}
 		if slices.Contains(o.Sources[:i], s) {
-			errs = append(errs, fmt.Errorf("--source: %s given twice", s))
+			errs = append(errs, fmt.Errorf("--egress.sources: %s given twice", s))
 		}
 	}
 	if o.has(SourceStatic) != (len(o.StaticCIDRs) > 0) {
-		errs = append(errs, errors.New("--static.cidrs: required with --source=static, and only then"))
+		errs = append(errs, errors.New("--static.cidrs: required with --egress.sources=static, and only then"))
 	}
 	if o.has(SourceInfrastructure) && o.InfraNamespace == "" {
-		errs = append(errs, errors.New("--infrastructure.namespace: required with --source=infrastructure (or set $"+kube.PodNamespaceEnv+")"))
+		errs = append(errs, errors.New("--infrastructure.namespace: required with --egress.sources=infrastructure (or set $"+kube.PodNamespaceEnv+")"))
 	}
 	if o.ShootKubeconfig != "" {
 		if _, err := os.Stat(o.ShootKubeconfig); err != nil {

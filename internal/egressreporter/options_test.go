@@ -33,10 +33,10 @@ func TestOptionsValidate(t *testing.T) {
 		args []string
 		want []string
 	}{
-		{[]string{"--source=magic,probe,probe"}, []string{`"magic" is not one of`, "probe given twice"}},
-		{[]string{"--source=static"}, []string{"--static.cidrs: required"}},
-		{[]string{"--source=probe", "--static.cidrs=1.2.3.4"}, []string{"--static.cidrs: required with --source=static, and only then"}},
-		{[]string{"--source=static", "--static.cidrs=1.2.3.999"}, []string{"--static.cidrs"}},
+		{[]string{"--egress.sources=magic,probe,probe"}, []string{`"magic" is not one of`, "probe given twice"}},
+		{[]string{"--egress.sources=static"}, []string{"--static.cidrs: required"}},
+		{[]string{"--egress.sources=probe", "--static.cidrs=1.2.3.4"}, []string{"--static.cidrs: required with --egress.sources=static, and only then"}},
+		{[]string{"--egress.sources=static", "--static.cidrs=1.2.3.999"}, []string{"--static.cidrs"}},
 		{[]string{"--infrastructure.namespace=", "--hysteresis.add=-1s", "--sync.interval=0s", "--shoot.kubeconfig=/nonexistent"},
 			[]string{"--infrastructure.namespace", "--hysteresis.add", "--sync.interval", "--shoot.kubeconfig"}},
 	} {

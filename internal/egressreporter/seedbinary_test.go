@@ -84,7 +84,7 @@ func TestBinarySeedMode(t *testing.T) {
 		"--probe.stun.servers="+stun.Addr, "--probe.interval=200ms", "--probe.timeout=2s")
 	reporter, web := startBinary(t, bin, "--kubeconfig="+saKubeconfig(t, seed, ns, "egress-reporter"),
 		"--shoot.kubeconfig="+saKubeconfig(t, shoot, "kube-system", "egress-reporter"),
-		"--source=infrastructure,probe", "--infrastructure.namespace="+ns, "--hysteresis.add=0s", "--sync.interval=200ms",
+		"--egress.sources=infrastructure,probe", "--infrastructure.namespace="+ns, "--hysteresis.add=0s", "--sync.interval=200ms",
 		"--leader-elect", "--leader-elect.namespace="+ns)
 	const want = "3.74.173.24/32,203.0.113.60/32"
 	testkit.Eventually(t, "egressCIDRs in the shoot", func() bool {

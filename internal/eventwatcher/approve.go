@@ -63,7 +63,7 @@ func (c *Controller) syncApprove(ctx context.Context, d desired, now time.Time) 
 			if !errors.Is(err, imds.ErrEventNotListed) { // a race with the client's own poll, not a failure
 				c.m.metadataErrors.WithLabelValues(errorKind(err)).Inc()
 			}
-			c.log.Warn("approving the event failed, retrying", "eventID", e.ID, "retryIn", delay.String(), "error", err)
+			c.log.Warn("approving the event failed, retrying", "eventID", e.ID, "retryIn", delay.String(), "err", err)
 			c.event(corev1.EventTypeWarning, ReasonApproveFailed, "Approving event "+e.ID+" failed, retrying in "+delay.String()+": "+err.Error())
 			return notes, delay
 		}

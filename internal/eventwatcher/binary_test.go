@@ -31,7 +31,7 @@ func TestBinary(t *testing.T) {
 	bin := testbin.Build(t, "event-watcher")
 
 	// Bad flags: exit 2 with every problem named.
-	testbin.UsageError(t, bin, []string{"--provider=openstack", "--actions=Freeze=explode", "--node.name="}, "--actions")
+	testbin.UsageError(t, bin, []string{"--metadata.provider=openstack", "--events.actions=Freeze=explode", "--node.name="}, "--events.actions")
 
 	nodeName := "binary-" + strings.ToLower(env.Namespace(t))
 	node := &corev1.Node{
@@ -51,7 +51,7 @@ func TestBinary(t *testing.T) {
 	srv := fake.Start()
 	defer srv.Close()
 
-	cmd := exec.Command(bin, "--kubeconfig="+env.Kubeconfig, "--node.name="+nodeName, "--provider=auto",
+	cmd := exec.Command(bin, "--kubeconfig="+env.Kubeconfig, "--node.name="+nodeName, "--metadata.provider=auto",
 		"--metadata.endpoint="+srv.URL, "--poll.interval=100ms", "--web.listen-address=127.0.0.1:0", "--log.format=json")
 	web := testbin.Start(t, cmd)
 	testkit.Eventually(t, "readiness", func() bool { code, _ := testkit.Get("http://" + web + "/readyz"); return code == 200 })

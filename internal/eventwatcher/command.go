@@ -61,7 +61,7 @@ func newSource(ctx context.Context, d *daemon.Daemon, client kubernetes.Interfac
 		}
 		if provider == "auto" {
 			if provider, err = imds.ProviderFromProviderID(providerID); err != nil {
-				return nil, fmt.Errorf("--provider=auto: %w", err)
+				return nil, fmt.Errorf("--metadata.provider=auto: %w", err)
 			}
 		}
 		if provider == imds.Azure && len(resources) == 0 {
@@ -88,7 +88,7 @@ func nodeProviderID(ctx context.Context, d *daemon.Daemon, client kubernetes.Int
 		node, err := client.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
 		if err == nil {
 			if node.Spec.ProviderID == "" {
-				return "", fmt.Errorf("node %s has no spec.providerID: set --provider", name)
+				return "", fmt.Errorf("node %s has no spec.providerID: set --metadata.provider", name)
 			}
 			return node.Spec.ProviderID, nil
 		}

@@ -195,7 +195,7 @@ func (c *Controller) reconcile(ctx context.Context) time.Duration {
 			return next
 		}
 		delay := c.apiBackoff.Next()
-		c.log.Warn("updating the node failed, retrying", "retryIn", delay.String(), "error", err)
+		c.log.Warn("updating the node failed, retrying", "retryIn", delay.String(), "err", err)
 		return min(next, delay)
 	}
 	c.apiBackoff.Reset()

@@ -37,7 +37,7 @@ func (c *Controller) pollLoop(ctx context.Context) {
 			kind := errorKind(err)
 			c.m.metadataErrors.WithLabelValues(kind).Inc()
 			wait = bo.Next()
-			c.log.Warn("metadata poll failed, keeping the last known events", "kind", kind, "failures", failures, "retryIn", wait.String(), "error", err)
+			c.log.Warn("metadata poll failed, keeping the last known events", "kind", kind, "failures", failures, "retryIn", wait.String(), "err", err)
 		} else {
 			if failures > 0 {
 				c.log.Info("metadata poll succeeded again", "failures", failures)
@@ -60,7 +60,7 @@ func (c *Controller) partErrors(errs []error) {
 	for _, err := range errs {
 		kind := errorKind(err)
 		c.m.metadataErrors.WithLabelValues(kind).Inc()
-		c.log.Warn("metadata read failed, keeping its last known events", "kind", kind, "error", err)
+		c.log.Warn("metadata read failed, keeping its last known events", "kind", kind, "err", err)
 	}
 }
 

@@ -137,7 +137,7 @@ func benchDaemon(b *testing.B, bin string, payload []byte, baseline time.Duratio
 		"--queue.dir="+filepath.Join(dir, "queue"), "--web.listen-address=", "--log.level=error")
 	cmd.Args = append(cmd.Args, exporter(grpcRecv.Addr(), httpRecv.URL())...)
 	if a := os.Getenv("BENCH_PPROF_ADDR"); a != "" { // to profile the daemon: go tool pprof http://<addr>/debug/pprof/heap
-		cmd.Args = append(cmd.Args, "--web.listen-address="+a, "--web.enable-pprof")
+		cmd.Args = append(cmd.Args, "--web.listen-address="+a, "--web.pprof")
 	}
 	if a := os.Getenv("BENCH_ARGS"); a != "" { // to compare flags, e.g. "--memory.limit=40Mi --memory.gc-percent=100"
 		cmd.Args = append(cmd.Args, strings.Fields(a)...)

@@ -44,7 +44,7 @@ func run(ctx context.Context, d *daemon.Daemon, o *Options) error {
 		return err
 	}
 	d.Logger.Info("memory settings", "memoryLimitBytes", limit, "gcPercent", gcPercent,
-		"GOMEMLIMIT", os.Getenv("GOMEMLIMIT"), "GOGC", os.Getenv("GOGC"))
+		"goMemLimitEnv", os.Getenv("GOMEMLIMIT"), "goGCEnv", os.Getenv("GOGC"))
 	exp, err := otlpexport.New(o.OTLP, d.Logger, d.Registry, d.Namespace)
 	if err != nil {
 		return err

@@ -56,8 +56,8 @@ type Options struct {
 	OTLPKeyFile    string
 	OTLPServerName string
 	OTLPSkipVerify bool
-	QueueMaxMiB    int64
-	MaxBatchKiB    int
+	QueueMaxBytes  int64
+	MaxBatchBytes  int64
 	ChunkPoints    int
 	rulesNamespace string
 	rulesName      string
@@ -72,7 +72,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	o.fs = fs
 	d := &o.Discovery
 	fs.DurationVar(&o.Interval, "scrape.interval", 15*time.Second, "Default interval between scrapes of a target.")
-	fs.BoolVar(&o.ReportMetrics, "scrape.report-metrics", true, "Export with every scrape the series Prometheus adds to a direct scrape of the target: up, scrape_duration_seconds, scrape_samples_scraped, scrape_samples_post_metric_relabeling (gauges of the target's resource: job and instance after Prometheus' OTLP translation).")
+	fs.BoolVar(&o.ReportMetrics, "scrape.report-metrics", true, "Export with every scrape the series Prometheus adds to a direct scrape of the target: up, scrape_duration_seconds, scrape_samples_scraped, scrape_samples_post_metric_relabeling, scrape_series_added (gauges of the target's resource: job and instance after Prometheus' OTLP translation).")
 	fs.DurationVar(&d.Timeout, "scrape.timeout", 10*time.Second, "Timeout of one scrape (capped at the target's interval).")
 	fs.StringVar(&d.NodeAddress, "node.address", os.Getenv(NodeIPEnv), "IP or host name of this node for kubelet and node-exporter (default $"+NodeIPEnv+", else the Node's InternalIP).")
 	fs.BoolVar(&d.Kubelet, "kubelet.enabled", true, "Scrape the kubelet's /metrics, /metrics/cadvisor and /metrics/resource.")
@@ -114,11 +114,11 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&c.Timeout, "otlp.timeout", 10*time.Second, "Timeout of one export request.")
 	fs.DurationVar(&c.RetryInitial, "otlp.retry.initial", time.Second, "First wait after a failed export (doubles, with jitter).")
 	fs.DurationVar(&c.RetryMax, "otlp.retry.max", 30*time.Second, "Longest wait between export retries.")
-	fs.IntVar(&o.MaxBatchKiB, "otlp.max-batch-kib", 4096, "Largest export request in KiB.")
+	daemon.BytesVar(fs, &o.MaxBatchBytes, "otlp.max-batch-size", 4<<20, "Largest export request (a quantity: 4Mi).")
 	fs.StringVar(&c.QueueDir, "queue.dir", "/var/lib/otel-shoot-scraper/queue", "Folder of the on-disk queue (a hostPath or emptyDir): survives receiver outages and scraper restarts; empty keeps the queue in memory.")
 	fs.DurationVar(&o.StateSaveInterval, "state.save-interval", time.Minute, "How often the start times of cumulative series are saved in --queue.dir (also at shutdown), so that a restart keeps them for counters that did not go down; negative disables the state (a restart then starts every series anew, like the Collector).")
-	fs.Int64Var(&o.QueueMaxMiB, "queue.max-mib", 256, "Queue bound in MiB; when full the oldest data is dropped and counted.")
-	fs.IntVar(&o.ChunkPoints, "queue.record-max-data-points", DefaultChunkDataPoints, "Most data points in one queue record: a scrape is encoded and queued in records of at most this many data points (and at most --otlp.max-batch-kib), so that its OTLP encoding is never held in memory as a whole; consecutive records are merged into export requests of up to --otlp.max-batch-kib.")
+	daemon.BytesVar(fs, &o.QueueMaxBytes, "queue.max-size", 256<<20, "Queue bound (a quantity: 256Mi); when full the oldest data is dropped and counted.")
+	fs.IntVar(&o.ChunkPoints, "queue.record-max-data-points", DefaultChunkDataPoints, "Most data points in one queue record: a scrape is encoded and queued in records of at most this many data points (and at most --otlp.max-batch-size), so that its OTLP encoding is never held in memory as a whole; consecutive records are merged into export requests of up to --otlp.max-batch-size.")
 	daemon.MarkSensitive(fs, "otlp.header")
 	o.Node.AddFlags(fs)
 	o.Kube.AddFlags(fs)
@@ -165,8 +165,8 @@ func (o *Options) Complete() error {
 		o.OTLP.Headers[k] = v
 	}
 	o.OTLP.Protocol = otlpexport.Protocol(o.OTLPProtocol)
-	o.OTLP.QueueMaxBytes = o.QueueMaxMiB << 20
-	o.OTLP.MaxBatchBytes = o.MaxBatchKiB << 10
+	o.OTLP.QueueMaxBytes = o.QueueMaxBytes
+	o.OTLP.MaxBatchBytes = int(o.MaxBatchBytes)
 	if o.OTLPCAFile != "" || o.OTLPCertFile != "" || o.OTLPServerName != "" || o.OTLPSkipVerify {
 		tlsCfg, err := otlpexport.TLSConfig(o.OTLPCAFile, o.OTLPCertFile, o.OTLPKeyFile, o.OTLPServerName, o.OTLPSkipVerify)
 		if err != nil {
@@ -215,8 +215,8 @@ func (o *Options) Validate() error {
 	if _, err := memoryLimit(o.MemoryLimit, "/sys/fs/cgroup", "/proc/self/cgroup"); err != nil {
 		errs = append(errs, fmt.Errorf("--memory.limit: %w", err))
 	}
-	if o.QueueMaxMiB < 1 {
-		errs = append(errs, fmt.Errorf("--queue.max-mib: at least 1"))
+	if o.QueueMaxBytes < 1<<20 {
+		errs = append(errs, fmt.Errorf("--queue.max-size: at least 1Mi"))
 	}
 	if o.ChunkPoints < 1 {
 		errs = append(errs, fmt.Errorf("--queue.record-max-data-points: at least 1"))

@@ -57,7 +57,7 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer, namespace stri
 		st, recovered = ds, ents
 		m.corruptRecords.Add(float64(rec.corruptRecords))
 		m.dropped.WithLabelValues(reasonCorrupt).Add(float64(rec.corruptPoints))
-		log.Info("Opened export queue", "queueDir", cfg.QueueDir, "entries", len(ents),
+		log.Info("opened export queue", "queueDir", cfg.QueueDir, "entries", len(ents),
 			"segments", rec.segments, "corruptRecords", rec.corruptRecords)
 	}
 	q := newQueue(st, recovered, cfg.QueueMaxBytes, m, log)
@@ -221,7 +221,7 @@ func (e *Exporter) Run(ctx context.Context) error {
 		case ctx.Err() != nil || errors.Is(err, ErrClosed):
 			return nil
 		case err != nil:
-			e.log.Error("Reading the export queue failed, retrying", "error", err)
+			e.log.Error("reading the export queue failed, retrying", "err", err)
 			if !sleep(ctx, e.q.done, bo.next(0)) {
 				return nil
 			}
@@ -235,7 +235,7 @@ func (e *Exporter) Run(ctx context.Context) error {
 			// Records that do not decompress: damaged in a way the checksums missed.
 			e.q.remove(b, reasonCorrupt)
 			e.m.corruptRecords.Add(float64(b.records))
-			e.log.Error("Dropping queue records that do not decompress", "error", err, "dataPoints", b.points)
+			e.log.Error("dropping queue records that do not decompress", "err", err, "dataPoints", b.points)
 			continue
 		}
 		out := e.export(ctx, b, payload)
@@ -320,25 +320,25 @@ func (e *Exporter) export(ctx context.Context, b batch, payload []byte) outcome 
 		e.m.pointsSent.Add(float64(b.points))
 		if ps.rejected > 0 {
 			e.m.partialRejected.Add(float64(ps.rejected))
-			e.log.Warn("Receiver rejected part of an export", "rejectedDataPoints", ps.rejected, "message", ps.message)
+			e.log.Warn("receiver rejected part of an export", "rejectedDataPoints", ps.rejected, "message", ps.message)
 		} else if ps.message != "" {
-			e.log.Info("Receiver accepted an export with a warning", "message", ps.message)
+			e.log.Info("receiver accepted an export with a warning", "message", ps.message)
 		}
 		return outcome{done: true}
 	}
 	retry, hint := isRetryable(err)
 	if retry {
 		e.m.requests.WithLabelValues(resultRetryableError).Inc()
-		e.log.Warn("Export failed, retrying", "error", err, "dataPoints", b.points)
+		e.log.Warn("export failed, retrying", "err", err, "dataPoints", b.points)
 		return outcome{retryAfter: hint}
 	}
 	e.m.requests.WithLabelValues(resultPermanentError).Inc()
 	if b.records > 1 {
-		e.log.Warn("Receiver rejected a merged export, resending its records one by one", "error", err, "records", b.records)
+		e.log.Warn("receiver rejected a merged export, resending its records one by one", "err", err, "records", b.records)
 		return outcome{isolate: true}
 	}
 	e.q.remove(b, reasonPermanentError)
-	e.log.Error("Receiver rejected an export, dropping it", "error", err, "dataPoints", b.points)
+	e.log.Error("receiver rejected an export, dropping it", "err", err, "dataPoints", b.points)
 	return outcome{done: true}
 }
 

@@ -158,7 +158,7 @@ func (q *queue) takeLocked(n int) uint64 {
 	if err := q.st.consumed(&last, next); err != nil {
 		// The records are gone from memory either way; a stale ack position only
 		// means they may be sent again after a restart.
-		q.log.Warn("Persisting the queue position failed, records may be sent twice after a restart", "error", err)
+		q.log.Warn("persisting the queue position failed, records may be sent twice after a restart", "err", err)
 	}
 	return points
 }
@@ -239,7 +239,7 @@ func (q *queue) tryNext(maxBytes int, dst []byte) (batch, error) {
 		points := q.takeLocked(1)
 		q.m.corruptRecords.Inc()
 		q.m.dropped.WithLabelValues(reasonCorrupt).Add(float64(points))
-		q.log.Warn("Dropping damaged queue record", "error", err, "dataPoints", points)
+		q.log.Warn("dropping damaged queue record", "err", err, "dataPoints", points)
 	}
 }
 

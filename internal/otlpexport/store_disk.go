@@ -161,7 +161,7 @@ func (s *diskStore) recoverSegment(id uint64, ack position, rec *recovery) ([]en
 		}
 		rec.corruptRecords++
 		rec.corruptPoints += d.points
-		s.log.Warn("Skipping damaged queue record", "segment", segmentName(id), "offset", d.off, "dataPoints", d.points, "tail", d.tail)
+		s.log.Warn("skipping damaged queue record", "segment", segmentName(id), "offset", d.off, "dataPoints", d.points, "tail", d.tail)
 	}
 	if len(ents) == 0 {
 		return nil, nil, removeFile(path)
@@ -199,7 +199,7 @@ func (s *diskStore) readAck() (position, error) {
 		return position{}, nil
 	}
 	if n < ackFileSize || crc32.Checksum(b[:16], castagnoli) != binary.LittleEndian.Uint32(b[16:]) {
-		s.log.Warn("Ignoring damaged queue ack file, queued records may be sent twice")
+		s.log.Warn("ignoring damaged queue ack file, queued records may be sent twice")
 		return position{}, nil
 	}
 	return position{seg: binary.LittleEndian.Uint64(b[0:8]), off: int64(binary.LittleEndian.Uint64(b[8:16]))}, nil

@@ -135,7 +135,7 @@ func (s *FileSource) poll(ctx context.Context, st *fileState, update func([]Back
 		if err.Error() != st.readErr {
 			st.readErr = err.Error()
 			s.metrics.failed(sourceLabelFile)
-			s.log.Warn("backends file unreadable, keeping the last good list", "path", s.path, "error", err)
+			s.log.Warn("backends file unreadable, keeping the last good list", "path", s.path, "err", err)
 		}
 		return
 	}
@@ -154,7 +154,7 @@ func (s *FileSource) poll(ctx context.Context, st *fileState, update func([]Back
 	entries, err := parseBackendsFile(data)
 	if err != nil {
 		s.metrics.failed(sourceLabelFile)
-		s.log.Warn("backends file invalid, keeping the last good list", "path", s.path, "error", err)
+		s.log.Warn("backends file invalid, keeping the last good list", "path", s.path, "err", err)
 		return
 	}
 	st.entries = entries
@@ -216,7 +216,7 @@ func (s *FileSource) endpoint(ctx context.Context, e fileEntry, previous netip.A
 	}
 	if err != nil {
 		if previous.IsValid() {
-			s.log.Debug("resolving backend host failed, keeping its address", "backend", e.name, "host", e.host, "error", err)
+			s.log.Debug("resolving backend host failed, keeping its address", "backend", e.name, "host", e.host, "err", err)
 			return previous, nil
 		}
 		return netip.AddrPort{}, &sourceProblem{skipNoAddress, fmt.Sprintf("resolve host %q: %v", e.host, err)}

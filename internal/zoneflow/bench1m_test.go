@@ -237,7 +237,7 @@ func startBenchDaemon(b *testing.B, ns *netnstest.NS) *benchDaemon {
 	// As the DaemonSet runs it, but with dumps back to back (a dump of a
 	// million entries takes longer than the interval).
 	d.cmd = exec.Command(bin, "--kubeconfig="+kubeconfig, "--node.name="+prefix+"-a", "--web.listen-address=127.0.0.1:0",
-		"--conntrack.enable-accounting=false", "--conntrack.dump-interval=1s", "--log.format=json")
+		"--conntrack.accounting=false", "--conntrack.dump-interval=1s", "--log.format=json")
 	if err := ns.Do(func() error { d.web = testbin.Start(b, d.cmd); return nil }); err != nil {
 		b.Fatal(err)
 	}

@@ -24,12 +24,12 @@ func TestBinary(t *testing.T) {
 	env := testenv.Get(t)
 	bin := testbin.Build(t, Name)
 
-	testbin.UsageError(t, bin, []string{"--labels=pod", "--node.name=x"}, "--labels")
+	testbin.UsageError(t, bin, []string{"--metrics.labels=pod", "--node.name=x"}, "--metrics.labels")
 
 	ns := env.Namespace(t)
 	c := createCluster(t, ns)
 	cmd := exec.Command(bin, "--kubeconfig="+env.Kubeconfig, "--node.name="+c.nodeA, "--web.listen-address=127.0.0.1:0",
-		"--conntrack.enable-accounting=false", "--conntrack.dump-interval=200ms", "--log.format=json")
+		"--conntrack.accounting=false", "--conntrack.dump-interval=200ms", "--log.format=json")
 	web := testbin.Start(t, cmd)
 	testkit.Eventually(t, "readiness", func() bool { code, _ := testkit.Get("http://" + web + "/readyz"); return code == 200 })
 	testkit.Eventually(t, "two dumps", func() bool {

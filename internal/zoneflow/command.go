@@ -176,7 +176,7 @@ func setupAccounting(t *tracer, o *Options) {
 		}
 	}
 	if !on {
-		t.log.Warn("conntrack accounting is off: flows carry no byte counters and traffic is not measured; set net.netfilter.nf_conntrack_acct=1 or allow --conntrack.enable-accounting",
+		t.log.Warn("conntrack accounting is off: flows carry no byte counters and traffic is not measured; set net.netfilter.nf_conntrack_acct=1 or allow --conntrack.accounting",
 			"sysctl", "net.netfilter.nf_conntrack_acct")
 	}
 	t.accounting.Store(on)

@@ -175,7 +175,7 @@ func TestEnrichment(t *testing.T) {
 	c := createCluster(t, ns)
 	fake := conntrack.NewFake()
 	web := startDaemon(t, fake, "--kubeconfig="+env.Kubeconfig, "--node.name="+c.nodeA, "--web.listen-address=127.0.0.1:0",
-		"--path.procfs="+fakeProcFS(t), "--labels=workload", "--conntrack.dump-interval=100ms", "--log.level=debug")
+		"--path.procfs="+fakeProcFS(t), "--metrics.labels=workload", "--conntrack.dump-interval=100ms", "--log.level=debug")
 	waitFirstDump(t, web)
 
 	webPod, dbPod, apiPod := "10.201.0.5", "10.201.0.6", "10.202.0.7"
@@ -261,7 +261,7 @@ func TestBadFlags(t *testing.T) {
 	cmd := NewCommand()
 	var out bytes.Buffer
 	cmd.SetErr(&out)
-	cmd.SetArgs([]string{"--labels=pod", "--cost.provider=ibm", "--network.same-region-cidrs=nope", "--node.name=x", "--flows.top=0"})
+	cmd.SetArgs([]string{"--metrics.labels=pod", "--cost.provider=ibm", "--network.same-region-cidrs=nope", "--node.name=x", "--flows.top=0"})
 	err := cmd.Execute()
 	var ue *daemon.UsageError
 	if !errors.As(err, &ue) {
@@ -272,9 +272,9 @@ func TestBadFlags(t *testing.T) {
 		t.Fatalf("error %v", err)
 	}
 	cmd = NewCommand()
-	cmd.SetArgs([]string{"--labels=pod", "--cost.provider=ibm", "--node.name=x", "--flows.top=0"})
+	cmd.SetArgs([]string{"--metrics.labels=pod", "--cost.provider=ibm", "--node.name=x", "--flows.top=0"})
 	err = cmd.Execute()
-	for _, flag := range []string{"--labels", "--cost.provider", "--flows.top"} {
+	for _, flag := range []string{"--metrics.labels", "--cost.provider", "--flows.top"} {
 		if err == nil || !strings.Contains(err.Error(), flag) {
 			t.Errorf("error %v does not name %s", err, flag)
 		}
@@ -296,7 +296,7 @@ func TestClusterPods(t *testing.T) {
 		t.Run(tc.flag, func(t *testing.T) {
 			fake := conntrack.NewFake()
 			web := startDaemon(t, fake, "--kubeconfig="+env.Kubeconfig, "--node.name="+c.nodeA, "--web.listen-address=127.0.0.1:0",
-				"--path.procfs="+fakeProcFS(t), "--labels=workload", "--conntrack.dump-interval=100ms", tc.flag)
+				"--path.procfs="+fakeProcFS(t), "--metrics.labels=workload", "--conntrack.dump-interval=100ms", tc.flag)
 			waitFirstDump(t, web)
 			fake.Set(flow(1, addr4("10.250.0.5"), addr4("10.250.0.7"), addr4("10.250.0.7"), addr4("10.250.0.5"), 42, 0))
 			testkit.Eventually(t, "the flow", func() bool {

@@ -6,7 +6,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Label sets of --labels: how much of a record the byte counters show.
+// Label sets of --metrics.labels: how much of a record the byte counters show.
 const (
 	LabelsZone      = "zone"
 	LabelsNamespace = "namespace"

@@ -3,6 +3,7 @@ package zoneflow
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net/netip"
 	"slices"
 	"strings"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/trellis-garden/trellis/internal/daemon"
 	"github.com/trellis-garden/trellis/internal/kube"
 )
 
@@ -26,7 +28,7 @@ const (
 	// a dump holds the processor; the kernel caps it at net.core.rmem_max.
 	DefaultEventBuffer = 4 << 20
 	// DefaultMaxRecords bounds the aggregates, and so the series of bytes_total
-	// with --labels=workload: a node rarely runs more than a few hundred
+	// with --metrics.labels=workload: a node rarely runs more than a few hundred
 	// workloads, times a handful of zones.
 	DefaultMaxRecords = 5000
 	// DefaultTop is the length of the /flows list.
@@ -52,6 +54,7 @@ type Options struct {
 	DumpInterval     time.Duration
 	EnableAccounting bool
 	EventBuffer      int
+	eventBufferSize  int64
 	ProcFS           string
 	Labels           string
 	MaxRecords       int
@@ -77,14 +80,14 @@ func NewOptions() *Options { return &Options{} }
 
 func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.DumpInterval, "conntrack.dump-interval", DefaultDumpInterval, "Time between two dumps of the conntrack table; long-lived flows are accounted at this resolution.")
-	fs.BoolVar(&o.EnableAccounting, "conntrack.enable-accounting", true, "Switch net.netfilter.nf_conntrack_acct on at start when it is off (needs a writable /proc/sys); without it flows carry no byte counters.")
+	fs.BoolVar(&o.EnableAccounting, "conntrack.accounting", true, "Switch net.netfilter.nf_conntrack_acct on at start when it is off (needs a writable /proc/sys); without it flows carry no byte counters.")
 	fs.BoolVar(&o.CountExisting, "conntrack.count-existing", false, "Count the bytes that flows already open at start carried before it. Their counters hold the flow's whole history (days, for a long-lived connection), which after every restart would land in the metrics at once; off, the first dump only sets each flow's baseline and a restart loses at most one --conntrack.dump-interval of their bytes.")
-	fs.IntVar(&o.EventBuffer, "conntrack.event-buffer", DefaultEventBuffer, "Receive buffer of the DESTROY event socket in bytes (capped by net.core.rmem_max); on overflow events are lost and the table is dumped again.")
+	daemon.BytesVar(fs, &o.eventBufferSize, "conntrack.event-buffer-size", DefaultEventBuffer, "Receive buffer of the DESTROY event socket (a quantity: 4Mi; capped by net.core.rmem_max); on overflow events are lost and the table is dumped again.")
 	fs.StringVar(&o.StateFile, "state.file", "", "File for the accounting state across restarts (empty: none). At SIGTERM, after a final dump, the daemon writes the last counters of every open flow and what was counted after the last scrape; at start it reads and removes the file, so the first dump counts what open flows sent meanwhile instead of setting a baseline. Damaged, stale or other-boot files are ignored. Use a hostPath: the file must outlive the pod.")
 	fs.IntVar(&o.StateMaxFlows, "state.max-flows", DefaultStateMaxFlows, "Most open flows the state file holds (at most ~50 bytes each); beyond it the rest start from a baseline after a restart.")
 	fs.DurationVar(&o.StateMaxAge, "state.max-age", DefaultStateMaxAge, "A state file older than this is ignored (stale).")
 	fs.StringVar(&o.ProcFS, "path.procfs", "/proc", "procfs mount point, for net/netfilter/nf_conntrack_acct.")
-	fs.StringVar(&o.Labels, "labels", LabelsZone, "Labels of bytes_total and packets_total beyond source_zone, destination_zone, direction: zone (none), namespace, or workload (namespace and workload). More labels, more series.")
+	fs.StringVar(&o.Labels, "metrics.labels", LabelsZone, "Labels of bytes_total and packets_total beyond source_zone, destination_zone, direction: zone (none), namespace, or workload (namespace and workload). More labels, more series.")
 	fs.IntVar(&o.MaxRecords, "metrics.max-records", DefaultMaxRecords, "Most distinct aggregates (zones x direction x class x namespace x workload) kept; beyond it new namespaces and workloads are folded into _other.")
 	fs.StringSliceVar(&o.SameRegionCIDRs, "network.same-region-cidrs", DefaultSameRegionCIDRs, "CIDRs outside the cluster's nodes and podCIDRs that are in the same region (zone unknown), e.g. the VPC; class in-region.")
 	fs.StringSliceVar(&o.OtherRegionCIDRs, "network.other-region-cidrs", nil, "CIDRs in other regions (class cross-region); checked after --network.same-region-cidrs. Any other address is internet.")
@@ -112,6 +115,10 @@ func (o *Options) Complete() error {
 	}
 	o.sameRegion = parse("--network.same-region-cidrs", o.SameRegionCIDRs)
 	o.otherRegion = parse("--network.other-region-cidrs", o.OtherRegionCIDRs)
+	if o.eventBufferSize > math.MaxInt32 {
+		errs = append(errs, fmt.Errorf("--conntrack.event-buffer-size: at most 2Gi, got %d bytes", o.eventBufferSize))
+	}
+	o.EventBuffer = int(min(o.eventBufferSize, math.MaxInt32))
 	return errors.Join(errs...)
 }
 
@@ -120,11 +127,8 @@ func (o *Options) Validate() error {
 	if o.DumpInterval < 100*time.Millisecond {
 		errs = append(errs, fmt.Errorf("--conntrack.dump-interval: must be at least 100ms, got %s", o.DumpInterval))
 	}
-	if o.EventBuffer < 0 {
-		errs = append(errs, fmt.Errorf("--conntrack.event-buffer: must not be negative, got %d", o.EventBuffer))
-	}
 	if !slices.Contains([]string{LabelsZone, LabelsNamespace, LabelsWorkload}, o.Labels) {
-		errs = append(errs, fmt.Errorf("--labels: %q is not one of zone, namespace, workload", o.Labels))
+		errs = append(errs, fmt.Errorf("--metrics.labels: %q is not one of zone, namespace, workload", o.Labels))
 	}
 	if o.MaxRecords < 1 {
 		errs = append(errs, fmt.Errorf("--metrics.max-records: must be at least 1, got %d", o.MaxRecords))

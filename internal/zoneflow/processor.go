@@ -22,7 +22,7 @@ var directionNames = [...]string{dirEgress: "egress", dirIngress: "ingress"}
 const folded = "_other"
 
 // recordKey is the full resolution of an aggregate: metrics project it down to
-// the --labels set at scrape time, /flows shows it whole.
+// the --metrics.labels set at scrape time, /flows shows it whole.
 type recordKey struct {
 	srcZone, dstZone    string
 	class               string

@@ -97,7 +97,7 @@ func TestRestartLosesNothing(t *testing.T) {
 	}
 	start := func() (*exec.Cmd, string) {
 		cmd := exec.Command(bin, "--kubeconfig="+kubeconfig, "--node.name="+c.nodeA, "--web.listen-address=127.0.0.1:0",
-			"--conntrack.enable-accounting=false", "--conntrack.dump-interval=300ms", "--log.format=json", "--state.file="+state)
+			"--conntrack.accounting=false", "--conntrack.dump-interval=300ms", "--log.format=json", "--state.file="+state)
 		var web string
 		// The child inherits the namespace of the thread that forks it.
 		if err := nsA.Do(func() error { web = testbin.Start(t, cmd); return nil }); err != nil {
