@@ -144,8 +144,31 @@ $(TRELLIS_CACHE)/tools/prometheus-deb/usr/bin/promtool:
 	cd $(TRELLIS_CACHE)/tools && rm -f prometheus_*.deb && { apt-get download prometheus 2>/dev/null || { apt-get update -qq && apt-get download prometheus; }; } && \
 	  dpkg-deb -x prometheus_*.deb prometheus-deb && rm -f prometheus_*.deb
 
+# Packages with assembly (internal/wgproto) have a generic Go path for other
+# architectures and -tags purego: it is vetted and tested too, not only compiled.
+ASM_PKGS := $(sort $(dir $(addprefix ./,$(shell git ls-files '*.s' 2>/dev/null))))
+
+.PHONY: purego
+purego: ## Vet and test the generic (no assembly) path of the packages with assembly, and build everything with -tags purego (part of test).
+	$(GO) build -tags=$(GOTAGS),purego ./...
+	$(GO) vet -tags=$(GOTAGS),purego $(ASM_PKGS)
+	$(GO) test -count=1 -tags=$(GOTAGS),purego $(TESTFLAGS) $(ASM_PKGS)
+
+# Generated files and their generators (`go generate` in the file's folder).
+GENERATED := internal/wgproto/blake2s_compress.go:gen_blake2s.go internal/wgproto/match_amd64.s:gen_match_amd64.go
+
+.PHONY: generated
+generated: ## Check that generated files match what their generators write now (part of test).
+	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	for pair in $(GENERATED); do \
+	  file=$${pair%%:*}; gen=$${pair##*:}; mkdir -p "$$tmp/$$gen.d"; cp "$$(dirname $$file)/$$gen" "$$tmp/$$gen.d/"; \
+	  (cd "$$tmp/$$gen.d" && GOWORK=off GOFLAGS= $(GO) run $$gen) || exit 1; \
+	  if ! diff -u "$$file" "$$tmp/$$gen.d/$$(basename $$file)"; then \
+	    echo "$$file differs from what $$gen writes: run go generate ./$$(dirname $$file)"; exit 1; fi; \
+	done; echo "generated files match their generators"
+
 .PHONY: test
-test: check testenv gardener-rm tools monitoring ## All tests: gofmt, vet, unit and integration tests against a real kube-apiserver, alerting rules and dashboards, then the e2e on a real single-node cluster (root on Linux).
+test: check generated purego testenv gardener-rm tools monitoring ## All tests: gofmt, vet, unit and integration tests against a real kube-apiserver, alerting rules and dashboards, then the e2e on a real single-node cluster (root on Linux).
 	TRELLIS_TESTENV_ASSETS="$$(scripts/testenv.sh --path)" TRELLIS_TESTENV_REQUIRED=true \
 	  TRELLIS_GARDENER_RM="$$(scripts/gardener-rm.sh --path)" \
 	  TRELLIS_KUSTOMIZE=$(KUSTOMIZE) $(GO) test -count=1 -timeout $(TEST_TIMEOUT) $(TESTFLAGS) ./...

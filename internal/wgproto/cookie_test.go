@@ -161,11 +161,16 @@ func TestCookieAllocations(t *testing.T) {
 	}); n != 0 {
 		t.Fatalf("%v allocations per mac2 check", n)
 	}
-	// x/crypto's XChaCha20-Poly1305 allocates its per-nonce cipher state once.
+	// x/crypto's XChaCha20-Poly1305 allocates its per-nonce cipher state once;
+	// its generic (purego) path once more.
+	allowed := 1.0
+	if purego {
+		allowed = 2
+	}
 	if n := testing.AllocsPerRun(100, func() {
 		c := secret.Cookie(src)
 		sealer.Reply(&reply, msg, &c, &nonce)
-	}); n > 1 {
+	}); n > allowed {
 		t.Fatalf("%v allocations per cookie reply", n)
 	}
 }
