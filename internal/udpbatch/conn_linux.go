@@ -216,7 +216,7 @@ func (c *Conn) WriteBatch(ms []Message) (int, error) {
 			// The datagrams of this header: one, or a run of up to
 			// MaxSegments segments.
 			n := seg
-			if gso && i >= splitUntil {
+			if gso && i >= splitUntil && seg > 0 {
 				n = min(m.N-off, seg*max(1, min(MaxSegments, maxGSOBytes/seg)))
 			}
 			n = min(n, m.N-off)

@@ -177,6 +177,8 @@ func TestGatherSingles(t *testing.T) {
 	add(b, "b", 0, 500)  // ...which a new destination ends
 	add(b, "b", 1, 500)
 	add(b, "b", 2, 700) // larger: a new run
+	ms = append(ms, Message{Buf: nil, N: 0, Addr: local(b, "")}, Message{Buf: nil, N: 0, Addr: local(b, "")})
+	wantB = append(wantB, []byte{}, []byte{}) // empty datagrams go out one by one
 	if n, err := src.WriteBatch(ms); n != len(ms) || err != nil {
 		t.Fatalf("WriteBatch = %d, %v; want %d", n, err, len(ms))
 	}
@@ -184,8 +186,8 @@ func TestGatherSingles(t *testing.T) {
 	gotB, segsB := readDatagrams(t, b, len(wantB))
 	sameDatagrams(t, gotA, wantA)
 	sameDatagrams(t, gotB, wantB)
-	if fmt.Sprint(segsA) != "[500 0]" || fmt.Sprint(segsB) != "[500 0]" {
-		t.Errorf("segment sizes %v and %v, want [500 0] each (a run, then a single)", segsA, segsB)
+	if fmt.Sprint(segsA) != "[500 0]" || fmt.Sprint(segsB) != "[500 0 0 0]" {
+		t.Errorf("segment sizes %v and %v, want [500 0] and [500 0 0 0] (a run, then singles)", segsA, segsB)
 	}
 	if st := src.Stats(); st.GSOMessages != 2 || st.GSODatagrams != 13 {
 		t.Errorf("stats %+v: want 2 gathered messages of 13 datagrams", st)
