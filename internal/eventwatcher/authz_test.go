@@ -20,6 +20,7 @@ import (
 
 	"github.com/trellis-garden/trellis/internal/imds"
 	"github.com/trellis-garden/trellis/internal/testenv"
+	"github.com/trellis-garden/trellis/internal/testkit"
 )
 
 // nodeNameExtra is the user extra key a pod-bound service account token's node
@@ -137,7 +138,7 @@ func TestAdmissionPolicyOwnNodeOnly(t *testing.T) {
 		return err
 	}
 	// Policies take effect once the API server has loaded them.
-	cl.waitUntil("node policy in force", func() bool {
+	testkit.Eventually(cl.t, "node policy in force", func() bool {
 		return forbiddenBy(patchNode(bound, other.node), "may change only its own Node")
 	})
 	err = patchNode(bound, other.node)
@@ -187,7 +188,7 @@ func TestAdmissionPolicyOwnNodeOnly(t *testing.T) {
 	evict := func(c kubernetes.Interface, name string) error {
 		return c.PolicyV1().Evictions(cl.ns).Evict(ctx, &policyv1.Eviction{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: cl.ns}})
 	}
-	cl.waitUntil("eviction policy in force", func() bool {
+	testkit.Eventually(cl.t, "eviction policy in force", func() bool {
 		return forbiddenBy(evict(bound, "theirs"), "may evict only pods bound to its own Node")
 	})
 	if err := evict(bound, "theirs"); err == nil || !strings.Contains(err.Error(), "event-watcher on node "+cl.node+" may evict only pods bound to its own Node, not "+cl.ns+"/theirs") {

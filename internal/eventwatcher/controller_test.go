@@ -14,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/trellis-garden/trellis/internal/imds"
+	"github.com/trellis-garden/trellis/internal/testkit"
 )
 
 // azureReboot is an approvable Azure Reboot event starting at notBefore.
@@ -99,7 +100,7 @@ func TestRebootDrainBlockedByPDBThenApproved(t *testing.T) {
 	cl.waitEvent(ReasonDrainFailed, "disruption budget")
 	// From the next blocked retry on, the situation is steady: no more writes.
 	blocked0 := testutil.ToFloat64(r.c.m.evictionsBlocked)
-	cl.waitUntil("another blocked retry", func() bool { return testutil.ToFloat64(r.c.m.evictionsBlocked) >= blocked0+1 })
+	testkit.Eventually(cl.t, "another blocked retry", func() bool { return testutil.ToFloat64(r.c.m.evictionsBlocked) >= blocked0+1 })
 	cl.assertNoWrites("blocked eviction retries", func() bool { return testutil.ToFloat64(r.c.m.evictionsBlocked) >= blocked0+3 })
 	blocked, elapsed := testutil.ToFloat64(r.c.m.evictionsBlocked), time.Since(blockedFrom)
 	// 50 ms doubling to 400 ms: a hot loop would try hundreds of times.
@@ -127,7 +128,7 @@ func TestRebootDrainBlockedByPDBThenApproved(t *testing.T) {
 	cl.waitEvent(ReasonDrain, "Drained the node for scheduled event "+id)
 	cl.waitEvent(ReasonApproveFailed, "HTTP 500")
 	cl.waitEvent(ReasonApproved, id)
-	waitUntil(t, 30*time.Second, "approval", func() bool { return len(src.approved()) == 1 })
+	testkit.EventuallyWithin(t, 30*time.Second, "approval", func() bool { return len(src.approved()) == 1 })
 	names := cl.podNames()
 	for _, p := range evict {
 		if slices.Contains(names, p) {
@@ -320,7 +321,7 @@ func TestRestartResumesDrain(t *testing.T) {
 		t.Errorf("second controller cordoned again (%v)", got)
 	}
 	// The drain is counted after the node's Drained annotation is written.
-	cl.waitUntil("second controller counted its drain", func() bool {
+	testkit.Eventually(cl.t, "second controller counted its drain", func() bool {
 		return testutil.ToFloat64(second.c.m.actions.WithLabelValues("drain", resultSuccess)) == 1
 	})
 	src.set()
@@ -353,7 +354,7 @@ func TestDryRunOnlyRecords(t *testing.T) {
 	})
 	cl.waitEvent(ReasonEventScheduled, id)
 	cl.waitEvent(ReasonDrain, "Dry run: would taint, cordon and drain")
-	waitUntil(t, 30*time.Second, "more polls", func() bool { return src.pollCount() > 20 })
+	testkit.EventuallyWithin(t, 30*time.Second, "more polls", func() bool { return src.pollCount() > 20 })
 	after := cl.getNode()
 	if after.Spec.Unschedulable || ourTaint(after) != nil || len(after.Spec.Taints) != len(before.Spec.Taints) {
 		t.Errorf("dry run changed the spec: %+v", after.Spec)
@@ -415,7 +416,7 @@ func TestMetadataErrorsKeepState(t *testing.T) {
 		kind := errorKind(err)
 		before := testutil.ToFloat64(r.c.m.metadataErrors.WithLabelValues(kind))
 		src.fail(err)
-		waitUntil(t, 30*time.Second, kind+" errors", func() bool {
+		testkit.EventuallyWithin(t, 30*time.Second, kind+" errors", func() bool {
 			return testutil.ToFloat64(r.c.m.metadataErrors.WithLabelValues(kind)) >= before+3
 		})
 		if n := cl.getNode(); ourTaint(n) == nil || condition(n).Status != corev1.ConditionTrue {

@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/trellis-garden/trellis/internal/imds"
+	"github.com/trellis-garden/trellis/internal/testkit"
 )
 
 // drained checks the Drained annotation and the condition that reports it,
@@ -201,7 +202,7 @@ func TestUnobservedPDBBlocksOnlyItsPod(t *testing.T) {
 		return ""
 	})
 	cl.waitEvent(ReasonDrainFailed, "Eviction of pod "+cl.ns+"/guarded is blocked, retrying in 10s: blocked by PodDisruptionBudget "+cl.ns+"/slow-budget")
-	cl.waitUntil("free pod gone", func() bool { return !slices.Contains(cl.podNames(), "free") })
+	testkit.Eventually(cl.t, "free pod gone", func() bool { return !slices.Contains(cl.podNames(), "free") })
 	// The free pod went in the first round, while the guarded one waits for its
 	// retry: one blocked attempt so far.
 	if got := r.counter("blocked"); got != 1 {
@@ -254,7 +255,7 @@ func TestApprovedThenGoneIsCompleted(t *testing.T) {
 	cfg.Approve = true
 	r := cl.start(src, cfg)
 	cl.waitEvent(ReasonApproved, id)
-	cl.waitUntil("approval counted", func() bool { return r.counter("actions", "approve", resultSuccess) == 1 })
+	testkit.Eventually(cl.t, "approval counted", func() bool { return r.counter("actions", "approve", resultSuccess) == 1 })
 	src.set() // over before any poll saw it Started
 	cl.waitNode("event over, uncordoned", func(n *corev1.Node) string {
 		if c := condition(n); c == nil || c.Status != corev1.ConditionFalse {

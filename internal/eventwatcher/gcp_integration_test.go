@@ -15,6 +15,7 @@ import (
 
 	"github.com/trellis-garden/trellis/internal/imds"
 	"github.com/trellis-garden/trellis/internal/imds/imdsfake"
+	"github.com/trellis-garden/trellis/internal/testkit"
 )
 
 // These tests run the controller with the real GCP metadata client against the
@@ -35,8 +36,8 @@ func (cl *cluster) startGCP(cfg Config) (*imdsfake.GCP, *running) {
 		cl.t.Fatal(err)
 	}
 	r := cl.start(src, cfg)
-	cl.waitUntil("ready", func() bool { return r.c.Ready(cl.t.Context()) == nil })
-	cl.waitUntil("long polls on all items", func() bool { return gcpHoldsAll(f) })
+	testkit.Eventually(cl.t, "ready", func() bool { return r.c.Ready(cl.t.Context()) == nil })
+	testkit.Eventually(cl.t, "long polls on all items", func() bool { return gcpHoldsAll(f) })
 	return f, r
 }
 
@@ -108,7 +109,7 @@ func TestGCPPreemptionWhileMaintenanceLongPollHeld(t *testing.T) {
 	// the failures are counted, preempted is still watched and acted on.
 	f.FailNextOn(imdsfake.GCPMaintenanceEventPath, 1<<30, 503)
 	f.RenewMaintenanceEventETag() // ends the held long poll; every read after it fails
-	cl.waitUntil("maintenance-event errors counted", func() bool {
+	testkit.Eventually(cl.t, "maintenance-event errors counted", func() bool {
 		return testutil.ToFloat64(r.c.m.metadataErrors.WithLabelValues("http_5xx")) >= 2
 	})
 	f.SetPreempted(true)
@@ -145,7 +146,7 @@ func TestGCPLiveMigrationKeepsIdentityAndDoesNotDrain(t *testing.T) {
 	for range 3 {
 		before := gcpRequests(f, imdsfake.GCPMaintenanceEventPath)
 		f.RenewMaintenanceEventETag()
-		cl.waitUntil("renewed ETag taken", func() bool {
+		testkit.Eventually(cl.t, "renewed ETag taken", func() bool {
 			return gcpRequests(f, imdsfake.GCPMaintenanceEventPath) > before && f.WaitingOn(imdsfake.GCPMaintenanceEventPath) == 1
 		})
 	}
@@ -211,7 +212,7 @@ func TestGCPLiveMigrationActionConfigurable(t *testing.T) {
 	polls := testutil.ToFloat64(r.c.m.lastPoll)
 	f.SetUpcomingMaintenanceBody(`{}`)
 	f.SetUpcomingMaintenanceBody(`{ }`)
-	cl.waitUntil("another poll", func() bool { return testutil.ToFloat64(r.c.m.lastPoll) > polls })
+	testkit.Eventually(cl.t, "another poll", func() bool { return testutil.ToFloat64(r.c.m.lastPoll) > polls })
 	n := cl.getNode()
 	if n.Spec.Unschedulable || n.Annotations[DrainStateAnnotation] != "" {
 		t.Fatalf("live migration cordoned or drained: unschedulable=%v annotations=%v", n.Spec.Unschedulable, n.Annotations)
@@ -232,7 +233,7 @@ func TestGCPLiveMigrationActionConfigurable(t *testing.T) {
 	cfg.Actions = actions
 	f2, _ := cl.startGCP(cfg)
 	f2.SetMaintenanceEvent("MIGRATE_ON_HOST_MAINTENANCE")
-	cl.waitUntil("pods evicted", func() bool {
+	testkit.Eventually(cl.t, "pods evicted", func() bool {
 		for _, p := range cl.podNames() {
 			if slices.Contains(evict, p) {
 				return false
@@ -258,7 +259,7 @@ func TestGCPUpcomingMaintenanceSpellings(t *testing.T) {
 
 	f.SetUpcomingMaintenanceBody(`{"maintenance": {"start": "2030-01-01T00:00:00Z"}, "state": "SOON"}`)
 	cl.waitEvent(ReasonEventNotUnderstood, "upcoming-maintenance")
-	cl.waitUntil("unknown counted", func() bool {
+	testkit.Eventually(cl.t, "unknown counted", func() bool {
 		return testutil.ToFloat64(r.c.m.unknownTypes.WithLabelValues(imds.GCP, "upcoming-maintenance")) == 1
 	})
 	if tn := ourTaint(cl.getNode()); tn != nil {
@@ -284,7 +285,7 @@ func TestGCPUpcomingMaintenanceSpellings(t *testing.T) {
 	f.SetUpcomingMaintenanceBody(`{"can_reschedule":"true","latest_window_start_time":"2030-01-01T00:00:00Z",` +
 		`"maintenance_reasons":["PLANNED_UPDATE"],"maintenance_status":"PENDING","type":"SCHEDULED",` +
 		`"window_end_time":"2030-01-01T02:00:00Z","window_start_time":"2030-01-01T00:00:00Z"}`)
-	cl.waitUntil("snake_case read", func() bool {
+	testkit.Eventually(cl.t, "snake_case read", func() bool {
 		return gcpRequests(f, imdsfake.GCPUpcomingMaintenancePath) > before && f.WaitingOn(imdsfake.GCPUpcomingMaintenancePath) == 1
 	})
 	f.SetMaintenanceEvent("MIGRATE_ON_HOST_MAINTENANCE") // marker: acted on after the snake_case document
@@ -335,7 +336,7 @@ func TestAWSTokenTTLFlag(t *testing.T) {
 		}
 		return n
 	}
-	cl.waitUntil("three token renewals", func() bool { return puts() >= 4 })
+	testkit.Eventually(cl.t, "three token renewals", func() bool { return puts() >= 4 })
 	f.AddScheduled(imdsfake.AWSScheduledEvent{Code: "system-reboot", NotBefore: imdsfake.AWSTime(time.Now().Add(time.Hour))})
 	cl.waitNode("reboot taint", taintIs(string(imds.TypeReboot)))
 	for _, r := range f.Requests() {
@@ -371,7 +372,7 @@ func TestPollLoopLongPollerAndPartErrors(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Go(func() { c.pollLoop(ctx) })
-	waitUntil(t, 10*time.Second, "polls without the hour-long interval", func() bool { return src.pollCount() >= 5 })
+	testkit.EventuallyWithin(t, 10*time.Second, "polls without the hour-long interval", func() bool { return src.pollCount() >= 5 })
 	cancel()
 	wg.Wait()
 	if got := testutil.ToFloat64(c.m.metadataErrors.WithLabelValues("http_5xx")); got < 5 {

@@ -374,9 +374,3 @@ func ourTaint(n *corev1.Node) *corev1.Taint {
 }
 
 func isNotFound(err error) bool { return apierrors.IsNotFound(err) }
-
-// waitUntil polls cond until it holds, or fails the test after a deadline.
-func (cl *cluster) waitUntil(what string, cond func() bool) {
-	cl.t.Helper()
-	testkit.Eventually(cl.t, what, cond)
-}

@@ -43,13 +43,6 @@ func (timeoutErr) Error() string   { return "i/o timeout" }
 func (timeoutErr) Timeout() bool   { return true }
 func (timeoutErr) Temporary() bool { return true }
 
-// waitUntil polls cond every few milliseconds until it holds or the deadline
-// passes; never a fixed sleep.
-func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	testkit.EventuallyWithin(t, timeout, what, cond)
-}
-
 // A failing metadata service keeps the last known events, counts every error by
 // kind and is retried with growing delays; success resets the delay.
 func TestPollLoopKeepsStateOnErrors(t *testing.T) {
@@ -68,7 +61,7 @@ func TestPollLoopKeepsStateOnErrors(t *testing.T) {
 		defer c.mu.Unlock()
 		return c.tracker.list()
 	}
-	waitUntil(t, 5*time.Second, "first poll", func() bool { return c.polled.Load() })
+	testkit.EventuallyWithin(t, 5*time.Second, "first poll", func() bool { return c.polled.Load() })
 	if got := current(); len(got) != 1 || got[0].ID != "e1" {
 		t.Fatalf("events after first poll: %+v", got)
 	}
@@ -81,7 +74,7 @@ func TestPollLoopKeepsStateOnErrors(t *testing.T) {
 
 	// Successful polls are paced by PollInterval.
 	start, polls0 := time.Now(), src.pollCount()
-	waitUntil(t, 5*time.Second, "more polls", func() bool { return src.pollCount() >= polls0+5 })
+	testkit.EventuallyWithin(t, 5*time.Second, "more polls", func() bool { return src.pollCount() >= polls0+5 })
 	if elapsed, n := time.Since(start), src.pollCount()-polls0; time.Duration(n-1)*cfg.PollInterval > elapsed+cfg.PollInterval {
 		t.Fatalf("%d polls in %s with a %s interval", n, elapsed, cfg.PollInterval)
 	}
@@ -99,7 +92,7 @@ func TestPollLoopKeepsStateOnErrors(t *testing.T) {
 		start := time.Now()
 		src.fail(tc.err)
 		// Five failures in a row wait 10+20+40+80 ms between them at least.
-		waitUntil(t, 5*time.Second, tc.kind+" errors", func() bool {
+		testkit.EventuallyWithin(t, 5*time.Second, tc.kind+" errors", func() bool {
 			return testutil.ToFloat64(c.m.metadataErrors.WithLabelValues(tc.kind)) >= before+5
 		})
 		if elapsed := time.Since(start); elapsed < 150*time.Millisecond {
@@ -112,15 +105,15 @@ func TestPollLoopKeepsStateOnErrors(t *testing.T) {
 	}
 	// A snapshot the controller cannot act on counts as invalid, keeps the state.
 	src.set(imds.Event{Provider: imds.AWS, Type: imds.TypeReboot, Status: imds.StatusScheduled})
-	waitUntil(t, 5*time.Second, "invalid snapshot", func() bool { return testutil.ToFloat64(c.m.metadataErrors.WithLabelValues("invalid")) >= 1 })
+	testkit.EventuallyWithin(t, 5*time.Second, "invalid snapshot", func() bool { return testutil.ToFloat64(c.m.metadataErrors.WithLabelValues("invalid")) >= 1 })
 	if got := current(); len(got) != 1 {
 		t.Fatalf("events dropped on an invalid snapshot: %+v", got)
 	}
 	// An unknown type is counted once, not once per poll.
 	src.set(imds.Event{ID: "u1", Provider: imds.AWS, Type: "Hibernate", RawType: "instance-hibernate", Status: imds.StatusScheduled})
-	waitUntil(t, 5*time.Second, "unknown type", func() bool { return len(current()) == 1 && current()[0].ID == "u1" })
+	testkit.EventuallyWithin(t, 5*time.Second, "unknown type", func() bool { return len(current()) == 1 && current()[0].ID == "u1" })
 	polls := src.pollCount()
-	waitUntil(t, 5*time.Second, "more polls", func() bool { return src.pollCount() >= polls+3 })
+	testkit.EventuallyWithin(t, 5*time.Second, "more polls", func() bool { return src.pollCount() >= polls+3 })
 	if n := testutil.ToFloat64(c.m.unknownTypes.WithLabelValues(imds.AWS, "Hibernate")); n != 1 {
 		t.Fatalf("unknown types counted %v times", n)
 	}
@@ -139,7 +132,7 @@ func TestPollLoopLongPoll(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Go(func() { c.pollLoop(ctx) })
-	waitUntil(t, 10*time.Second, "polls", func() bool { return src.pollCount() >= 4 })
+	testkit.EventuallyWithin(t, 10*time.Second, "polls", func() bool { return src.pollCount() >= 4 })
 	cancel()
 	wg.Wait()
 	src.mu.Lock()

@@ -112,13 +112,13 @@ func TestBinary(t *testing.T) {
 		t.Fatal("addresses not logged")
 	}
 	get := func(path string) (int, string) { return testkit.Get("http://" + web + path) }
-	poll(t, 30*time.Second, "readiness", func() bool { code, _ := get("/readyz"); return code == 200 })
-	poll(t, 30*time.Second, "leadership", func() bool { _, m := get("/metrics"); return strings.Contains(m, "\ntrellis_mr_signer_leader 1\n") })
+	testkit.EventuallyWithin(t, 30*time.Second, "readiness", func() bool { code, _ := get("/readyz"); return code == 200 })
+	testkit.EventuallyWithin(t, 30*time.Second, "leadership", func() bool { _, m := get("/metrics"); return strings.Contains(m, "\ntrellis_mr_signer_leader 1\n") })
 	registerWebhooks(t, env, "mr-signer-binary-"+ns, ns, hook, certs.CA, true, false)
 
 	keys := secretsig.NewKeySet(newSignerPublic(key))
 	trusted, mallory := clientFor(t, env, trustedUser), clientFor(t, env, untrustedUser)
-	poll(t, 30*time.Second, "a trusted write to be signed", func() bool {
+	testkit.EventuallyWithin(t, 30*time.Second, "a trusted write to be signed", func() bool {
 		s, err := trusted.CoreV1().Secrets(ns).Create(ctx, mrSecret(ns, "signed-"+randSuffix(), "x"), metav1.CreateOptions{})
 		if err != nil {
 			return false
@@ -133,7 +133,7 @@ func TestBinary(t *testing.T) {
 	if _, err := mrs.Create(ctx, managedResource(ns, "tampered", nil, "unsigned"), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	poll(t, 30*time.Second, "quarantine", func() bool {
+	testkit.EventuallyWithin(t, 30*time.Second, "quarantine", func() bool {
 		u, err := mrs.Get(ctx, "tampered", metav1.GetOptions{})
 		return err == nil && u.GetAnnotations()[IgnoreAnnotation] == "true" && strings.HasPrefix(u.GetAnnotations()[QuarantineAnnotation], "SignatureMissing")
 	})
@@ -142,7 +142,7 @@ func TestBinary(t *testing.T) {
 	wants := []string{"trellis_mr_signer_build_info{", `trellis_mr_signer_quarantines_total{reason="signature_missing"} 1`,
 		`trellis_mr_signer_admission_requests_total{action="signed",webhook="mutate"}`, `trellis_mr_signer_keys{kind="signing"} 1`, "trellis_mr_signer_quarantined_managed_resources 1"}
 	var m string
-	poll(t, 30*time.Second, "/metrics to show "+strings.Join(wants, ", "), func() bool {
+	testkit.EventuallyWithin(t, 30*time.Second, "/metrics to show "+strings.Join(wants, ", "), func() bool {
 		_, m = get("/metrics")
 		return !slices.ContainsFunc(wants, func(w string) bool { return !strings.Contains(m, w) })
 	})

@@ -22,6 +22,7 @@ import (
 
 	"github.com/trellis-garden/trellis/internal/secretsig"
 	"github.com/trellis-garden/trellis/internal/testenv"
+	"github.com/trellis-garden/trellis/internal/testkit"
 	"github.com/trellis-garden/trellis/internal/webhook"
 )
 
@@ -148,7 +149,7 @@ func TestBootstrapFreshNamespace(t *testing.T) {
 		t.Fatalf("verification ConfigMap %v does not hold the signing key's public key %s: %v", cm.Data, id, err)
 	}
 	var caPEM []byte
-	poll(t, 30*time.Second, "caBundle in every webhook", func() bool {
+	testkit.EventuallyWithin(t, 30*time.Second, "caBundle in every webhook", func() bool {
 		ca, err := sec.Get(ctx, DefaultCASecret, metav1.GetOptions{})
 		if err != nil {
 			return false
@@ -178,7 +179,7 @@ func TestBootstrapFreshNamespace(t *testing.T) {
 	if err != nil || len(caCerts) == 0 {
 		t.Fatalf("CA bundle: %v", err)
 	}
-	poll(t, 30*time.Second, "certificate expiry metrics", func() bool {
+	testkit.EventuallyWithin(t, 30*time.Second, "certificate expiry metrics", func() bool {
 		m := d.metrics(t)
 		return certExpiry(m, "serving") == served.Cert.NotAfter.Unix() && certExpiry(m, "ca") == caCerts[0].NotAfter.Unix()
 	})
@@ -188,7 +189,7 @@ func TestBootstrapFreshNamespace(t *testing.T) {
 	signedWrite := func(name, payload string) *corev1.Secret {
 		t.Helper()
 		var out *corev1.Secret
-		poll(t, 30*time.Second, "a signed trusted write of "+name, func() bool {
+		testkit.EventuallyWithin(t, 30*time.Second, "a signed trusted write of "+name, func() bool {
 			s, err := trusted.CoreV1().Secrets(ns).Get(ctx, name, metav1.GetOptions{})
 			if apierrors.IsNotFound(err) {
 				s, err = trusted.CoreV1().Secrets(ns).Create(ctx, mrSecret(ns, name, payload), metav1.CreateOptions{})
@@ -217,7 +218,7 @@ func TestBootstrapFreshNamespace(t *testing.T) {
 	if _, err := trustedDyn.Resource(ManagedResourceGVR).Namespace(ns).Create(ctx, managedResource(ns, "a", nil, "managedresource-a"), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	poll(t, 30*time.Second, "the ManagedResource in mr-signer's cache", func() bool {
+	testkit.EventuallyWithin(t, 30*time.Second, "the ManagedResource in mr-signer's cache", func() bool {
 		return strings.Contains(d.metrics(t), `trellis_mr_signer_verifications_total{result="valid"}`)
 	})
 
@@ -300,7 +301,7 @@ func TestBootstrapFreshNamespace(t *testing.T) {
 	if err := sec.Delete(ctx, DefaultTLSSecret, metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	poll(t, 30*time.Second, "a new serving certificate", func() bool {
+	testkit.EventuallyWithin(t, 30*time.Second, "a new serving certificate", func() bool {
 		s, err := sec.Get(ctx, DefaultTLSSecret, metav1.GetOptions{})
 		return err == nil && !bytes.Equal(s.Data["tls.crt"], old)
 	})
@@ -308,7 +309,7 @@ func TestBootstrapFreshNamespace(t *testing.T) {
 	if err := sec.Delete(ctx, DefaultCASecret, metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	poll(t, 30*time.Second, "the new CA in every caBundle", func() bool {
+	testkit.EventuallyWithin(t, 30*time.Second, "the new CA in every caBundle", func() bool {
 		ca, err := sec.Get(ctx, DefaultCASecret, metav1.GetOptions{})
 		if err != nil || bytes.Equal(ca.Data["ca.crt"], caPEM) {
 			return false

@@ -12,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/trellis-garden/trellis/internal/testenv"
+	"github.com/trellis-garden/trellis/internal/testkit"
 	"github.com/trellis-garden/trellis/internal/webhook"
 )
 
@@ -56,7 +57,7 @@ func TestServingCertificateReload(t *testing.T) {
 		t.Fatalf("serving certificate expiry %d, want %d", got, want)
 	}
 	second := writeServingCert(t, dir, 48*time.Hour) // a new CA and certificate at the same paths
-	poll(t, 30*time.Second, "the renewed certificate", func() bool { return handshake(second.CA) == nil })
+	testkit.EventuallyWithin(t, 30*time.Second, "the renewed certificate", func() bool { return handshake(second.CA) == nil })
 	if handshake(first.CA) == nil {
 		t.Fatal("the old certificate is still served")
 	}

@@ -193,7 +193,7 @@ func startDaemon(t *testing.T, env *testenv.Env, args ...string) *running {
 		})
 	}
 	t.Cleanup(r.Stop)
-	poll(t, 30*time.Second, "mr-signer ready", func() bool {
+	testkit.EventuallyWithin(t, 30*time.Second, "mr-signer ready", func() bool {
 		select {
 		case code := <-done:
 			t.Fatalf("mr-signer exited %d:\n%s", code, logs)
@@ -227,12 +227,6 @@ func (r *running) metrics(t *testing.T) string {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return string(b)
-}
-
-// poll calls cond until it is true or the timeout passes.
-func poll(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	testkit.EventuallyWithin(t, timeout, what, cond)
 }
 
 // registerWebhooks makes the API server call the daemon for Secrets in namespace

@@ -17,6 +17,7 @@ import (
 
 	"github.com/trellis-garden/trellis/internal/secretsig"
 	"github.com/trellis-garden/trellis/internal/testenv"
+	"github.com/trellis-garden/trellis/internal/testkit"
 )
 
 // TestSignVerifyQuarantine runs mr-signer against the real API server with the
@@ -94,14 +95,14 @@ func TestSignVerifyQuarantine(t *testing.T) {
 	}
 	waitQuarantined := func(mr, reason string) {
 		t.Helper()
-		poll(t, 30*time.Second, mr+" quarantined for "+reason, func() bool {
+		testkit.EventuallyWithin(t, 30*time.Second, mr+" quarantined for "+reason, func() bool {
 			a := annotations(mr)
 			return strings.HasPrefix(a[QuarantineAnnotation], reason+":") && a[IgnoreAnnotation] == "true"
 		})
 	}
 	waitLifted := func(mr string, ignoreStays bool) {
 		t.Helper()
-		poll(t, 30*time.Second, mr+" quarantine lifted", func() bool {
+		testkit.EventuallyWithin(t, 30*time.Second, mr+" quarantine lifted", func() bool {
 			a := annotations(mr)
 			_, q := a[QuarantineAnnotation]
 			return !q && (a[IgnoreAnnotation] == "true") == ignoreStays
@@ -109,7 +110,7 @@ func TestSignVerifyQuarantine(t *testing.T) {
 	}
 
 	// The API server picks the webhook configuration up asynchronously.
-	poll(t, 30*time.Second, "the webhook to sign", func() bool {
+	testkit.EventuallyWithin(t, 30*time.Second, "the webhook to sign", func() bool {
 		s, err := update(trusted, "probe", func(*corev1.Secret) {})
 		if apierrors.IsNotFound(err) {
 			s, err = trusted.CoreV1().Secrets(ns).Create(ctx, mrSecret(ns, "probe", "x"), metav1.CreateOptions{})
@@ -155,7 +156,7 @@ func TestSignVerifyQuarantine(t *testing.T) {
 			t.Fatal("untrusted write kept its signature")
 		}
 		waitQuarantined("mr1", "SignatureMissing")
-		poll(t, 30*time.Second, "a Quarantined event", func() bool {
+		testkit.EventuallyWithin(t, 30*time.Second, "a Quarantined event", func() bool {
 			evs, err := env.Client.CoreV1().Events(ns).List(ctx, metav1.ListOptions{FieldSelector: fields.Set{"involvedObject.name": "mr1", "reason": "Quarantined"}.String()})
 			return err == nil && len(evs.Items) > 0 && evs.Items[0].Type == corev1.EventTypeWarning
 		})
@@ -227,7 +228,7 @@ func TestSignVerifyQuarantine(t *testing.T) {
 			t.Fatal(err)
 		}
 		wantQuarantined := valid(final) != nil
-		poll(t, 30*time.Second, "quarantine to follow the last write", func() bool {
+		testkit.EventuallyWithin(t, 30*time.Second, "quarantine to follow the last write", func() bool {
 			_, q := annotations("busy")[QuarantineAnnotation]
 			return q == wantQuarantined
 		})
@@ -235,7 +236,7 @@ func TestSignVerifyQuarantine(t *testing.T) {
 
 	t.Run("validating webhook denies untrusted writes", func(t *testing.T) {
 		registerWebhooks(t, env, whName+"-deny", ns, d.Webhook, certs.CA, false, true)
-		poll(t, 30*time.Second, "an untrusted write to be denied", func() bool {
+		testkit.EventuallyWithin(t, 30*time.Second, "an untrusted write to be denied", func() bool {
 			_, err := update(mallory, "s1", func(s *corev1.Secret) { s.Data["configmap.yaml"] = []byte("evil") })
 			return apierrors.IsForbidden(err) && strings.Contains(err.Error(), "only trusted identities")
 		})
@@ -260,7 +261,7 @@ func TestSignVerifyQuarantine(t *testing.T) {
 			t.Fatal(err)
 		}
 		admin := env.Client
-		poll(t, 30*time.Second, "writes to bypass the webhook", func() bool {
+		testkit.EventuallyWithin(t, 30*time.Second, "writes to bypass the webhook", func() bool {
 			s, err := update(admin, "probe", func(s *corev1.Secret) { s.Annotations[secretsig.Annotation] = "kept" })
 			return err == nil && s.Annotations[secretsig.Annotation] == "kept"
 		})
@@ -324,7 +325,7 @@ func TestSignVerifyQuarantine(t *testing.T) {
 			Data: map[string][]byte{"key.pem": privPEM(t, newSign)}}, metav1.UpdateOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		poll(t, 30*time.Second, "the new signing key in use", func() bool {
+		testkit.EventuallyWithin(t, 30*time.Second, "the new signing key in use", func() bool {
 			return strings.Contains(d.Logs.String(), secretsig.KeyID(newSign.Public().(ed25519.PublicKey)))
 		})
 		if _, q := annotations("mr1")[QuarantineAnnotation]; q {

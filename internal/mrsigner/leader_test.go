@@ -14,6 +14,7 @@ import (
 
 	"github.com/trellis-garden/trellis/internal/testbin"
 	"github.com/trellis-garden/trellis/internal/testenv"
+	"github.com/trellis-garden/trellis/internal/testkit"
 )
 
 // TestLeaderElection runs two replicas: both serve the webhook and are ready, one
@@ -50,7 +51,7 @@ func TestLeaderElection(t *testing.T) {
 		}
 	})
 	var bWeb string
-	poll(t, 30*time.Second, "replica b", func() bool { bWeb = bLogs.logged("serving web endpoints"); return bWeb != "" })
+	testkit.EventuallyWithin(t, 30*time.Second, "replica b", func() bool { bWeb = bLogs.logged("serving web endpoints"); return bWeb != "" })
 	metrics := func(web string) string {
 		resp, err := http.Get("http://" + web + "/metrics")
 		if err != nil {
@@ -61,18 +62,18 @@ func TestLeaderElection(t *testing.T) {
 		return string(body)
 	}
 	leads := func(web string) bool { return strings.Contains(metrics(web), "\ntrellis_mr_signer_leader 1\n") }
-	poll(t, 30*time.Second, "a leader", func() bool { return leads(a.Web) || leads(bWeb) })
+	testkit.EventuallyWithin(t, 30*time.Second, "a leader", func() bool { return leads(a.Web) || leads(bWeb) })
 	if leads(a.Web) && leads(bWeb) {
 		t.Fatal("two leaders")
 	}
 	// Stop the leader; it releases the Lease and the other takes over.
 	if leads(a.Web) {
 		a.Stop()
-		poll(t, 30*time.Second, "b to take over", func() bool { return leads(bWeb) })
+		testkit.EventuallyWithin(t, 30*time.Second, "b to take over", func() bool { return leads(bWeb) })
 	} else {
 		bDone = true
 		testbin.Terminate(t, b)
-		poll(t, 30*time.Second, "a to take over", func() bool { return leads(a.Web) })
+		testkit.EventuallyWithin(t, 30*time.Second, "a to take over", func() bool { return leads(a.Web) })
 	}
 
 	if _, err := env.Client.CoreV1().Secrets(ns).Create(ctx, mrSecret(ns, "unsigned", "x"), metav1.CreateOptions{}); err != nil {
@@ -82,7 +83,7 @@ func TestLeaderElection(t *testing.T) {
 	if _, err := mrs.Create(ctx, managedResource(ns, "mr", nil, "unsigned"), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	poll(t, 30*time.Second, "the new leader to quarantine", func() bool {
+	testkit.EventuallyWithin(t, 30*time.Second, "the new leader to quarantine", func() bool {
 		u, err := mrs.Get(ctx, "mr", metav1.GetOptions{})
 		return err == nil && u.GetAnnotations()[IgnoreAnnotation] == "true"
 	})

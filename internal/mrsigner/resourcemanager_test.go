@@ -25,6 +25,7 @@ import (
 
 	"github.com/trellis-garden/trellis/internal/secretsig"
 	"github.com/trellis-garden/trellis/internal/testenv"
+	"github.com/trellis-garden/trellis/internal/testkit"
 	"github.com/trellis-garden/trellis/internal/webhook"
 )
 
@@ -152,7 +153,7 @@ webhooks: {}
 			t.Logf("gardener-resource-manager log (tail):\n%s", b)
 		}
 	})
-	poll(t, 2*time.Minute, "gardener-resource-manager healthy", func() bool {
+	testkit.EventuallyWithin(t, 2*time.Minute, "gardener-resource-manager healthy", func() bool {
 		select {
 		case <-exited:
 			b, _ := os.ReadFile(logf.Name())
@@ -198,7 +199,7 @@ func TestResourceManagerPrevention(t *testing.T) {
 		"--trust.users="+trustedUser, "--webhook.tls-secret="+DefaultTLSSecret, "--bootstrap.keys", "--bootstrap.certificates",
 		"--bootstrap.webhook-configurations="+whName, "--bootstrap.extra-names=127.0.0.1", "--bootstrap.check-period=1s",
 		"--webhook.deny-untrusted", "--verifier.resync-period=1h")
-	poll(t, 30*time.Second, "caBundle", func() bool {
+	testkit.EventuallyWithin(t, 30*time.Second, "caBundle", func() bool {
 		for _, b := range caBundles(t, env, whName) {
 			if len(b) == 0 {
 				return false
@@ -258,7 +259,7 @@ func TestResourceManagerPrevention(t *testing.T) {
 	// webhook is not reachable yet or on conflicts).
 	trustedWrite := func(name string, names ...string) {
 		t.Helper()
-		poll(t, 30*time.Second, "trusted write of "+name, func() bool {
+		testkit.EventuallyWithin(t, 30*time.Second, "trusted write of "+name, func() bool {
 			s, err := trusted.CoreV1().Secrets(ns).Get(ctx, name, metav1.GetOptions{})
 			if apierrors.IsNotFound(err) {
 				s = mrSecret(ns, name, "")
@@ -276,7 +277,7 @@ func TestResourceManagerPrevention(t *testing.T) {
 	}
 	applied := func(name string) {
 		t.Helper()
-		poll(t, 60*time.Second, "the resource manager to create ConfigMap "+name, func() bool {
+		testkit.EventuallyWithin(t, 60*time.Second, "the resource manager to create ConfigMap "+name, func() bool {
 			_, err := env.Client.CoreV1().ConfigMaps(ns).Get(ctx, name, metav1.GetOptions{})
 			return err == nil
 		})
@@ -319,7 +320,7 @@ func TestResourceManagerPrevention(t *testing.T) {
 	// mr-signer's ManagedResource cache (shared by the verifier and the webhook)
 	// knows the dangling reference once the verifier quarantined it.
 	mrs := env.Dynamic.Resource(ManagedResourceGVR).Namespace(ns)
-	poll(t, 60*time.Second, "quarantine of the dangling ManagedResource (SecretNotFound)", func() bool {
+	testkit.EventuallyWithin(t, 60*time.Second, "quarantine of the dangling ManagedResource (SecretNotFound)", func() bool {
 		m, err := mrs.Get(ctx, "dangling", metav1.GetOptions{})
 		return err == nil && strings.HasPrefix(m.GetAnnotations()[QuarantineAnnotation], "SecretNotFound")
 	})
@@ -425,13 +426,13 @@ func TestResourceManagerPrevention(t *testing.T) {
 	if _, err := keys.ConfigMaps(keysNS).Update(ctx, cm, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	poll(t, 60*time.Second, "quarantine (UnknownKey)", func() bool {
+	testkit.EventuallyWithin(t, 60*time.Second, "quarantine (UnknownKey)", func() bool {
 		m, err := mrs.Get(ctx, "app", metav1.GetOptions{})
 		return err == nil && m.GetAnnotations()["resources.gardener.cloud/ignore"] == "true" &&
 			strings.HasPrefix(m.GetAnnotations()[QuarantineAnnotation], "UnknownKey")
 	})
 	trustedWrite(secretName, "good-0", "good-after-quarantine")
-	poll(t, 60*time.Second, "quarantine lifted", func() bool {
+	testkit.EventuallyWithin(t, 60*time.Second, "quarantine lifted", func() bool {
 		m, err := mrs.Get(ctx, "app", metav1.GetOptions{})
 		if err != nil {
 			return false
@@ -451,7 +452,7 @@ func TestResourceManagerPrevention(t *testing.T) {
 	if err := env.Client.AdmissionregistrationV1().ValidatingWebhookConfigurations().Delete(ctx, whName, metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	poll(t, 30*time.Second, "untrusted updates admitted without the validating webhook", func() bool {
+	testkit.EventuallyWithin(t, 30*time.Second, "untrusted updates admitted without the validating webhook", func() bool {
 		return change(mallory, secretName, func(s *corev1.Secret) { s.Data["probe.yaml"] = []byte("# probe") }) == nil
 	})
 	trustedWrite(secretName, "good-0", "good-control-start") // lifts the probe's quarantine
@@ -461,7 +462,7 @@ func TestResourceManagerPrevention(t *testing.T) {
 		if err := change(mallory, secretName, func(s *corev1.Secret) { s.Data["evil.yaml"] = cmYAML(fmt.Sprintf("bypass-%d", i)) }); err != nil {
 			t.Fatalf("control round %d: untrusted update without the validating webhook: %v", i, err)
 		}
-		poll(t, 60*time.Second, "quarantine after an unprevented untrusted update", func() bool {
+		testkit.EventuallyWithin(t, 60*time.Second, "quarantine after an unprevented untrusted update", func() bool {
 			m, err := mrs.Get(ctx, "app", metav1.GetOptions{})
 			return err == nil && strings.HasPrefix(m.GetAnnotations()[QuarantineAnnotation], "SignatureMissing")
 		})
@@ -473,7 +474,7 @@ func TestResourceManagerPrevention(t *testing.T) {
 	// annotation names the MR but which its status.resources does not list are
 	// exactly the leftovers from tampered content.
 	var leftovers []string
-	poll(t, 60*time.Second, "objects with the MR's origin but not in its status.resources = the leftover bypass objects", func() bool {
+	testkit.EventuallyWithin(t, 60*time.Second, "objects with the MR's origin but not in its status.resources = the leftover bypass objects", func() bool {
 		m, err := mrs.Get(ctx, "app", metav1.GetOptions{})
 		if err != nil {
 			return false
