@@ -167,8 +167,16 @@ generated: ## Check that generated files match what their generators write now (
 	    echo "$$file differs from what $$gen writes: run go generate ./$$(dirname $$file)"; exit 1; fi; \
 	done; echo "generated files match their generators"
 
+# otel-shoot-scraper beside a direct Prometheus scrape: the series stored through
+# Prometheus's own OTLP translation against those of its scrape manager. A module of
+# its own (tools/promcompat, outside go.work), like tools/monitoring, so that the
+# Prometheus server packages stay out of the daemons' module graph.
+.PHONY: promcompat
+promcompat: ## otel-shoot-scraper's export compared with a direct Prometheus scrape (part of test).
+	cd tools/promcompat && GOWORK=off $(GO) vet ./... && GOWORK=off $(GO) test -count=1 $(TESTFLAGS) ./...
+
 .PHONY: test
-test: check generated purego testenv gardener-rm tools monitoring ## All tests: gofmt, vet, unit and integration tests against a real kube-apiserver, alerting rules and dashboards, then the e2e on a real single-node cluster (root on Linux).
+test: check generated purego testenv gardener-rm tools monitoring promcompat ## All tests: gofmt, vet, unit and integration tests against a real kube-apiserver, alerting rules and dashboards, then the e2e on a real single-node cluster (root on Linux).
 	TRELLIS_TESTENV_ASSETS="$$(scripts/testenv.sh --path)" TRELLIS_TESTENV_REQUIRED=true \
 	  TRELLIS_GARDENER_RM="$$(scripts/gardener-rm.sh --path)" \
 	  TRELLIS_KUSTOMIZE=$(KUSTOMIZE) $(GO) test -count=1 -timeout $(TEST_TIMEOUT) $(TESTFLAGS) ./...

@@ -198,7 +198,7 @@ func (s *scraper) scrapeOnce(ctx context.Context, now time.Time) {
 	defer cancel()
 	jr := s.rules().Job(job)
 	if s.conv == nil || s.convLimit != jr.SeriesLimit() {
-		s.conv = promotlp.New(promotlp.Options{SeriesLimit: jr.SeriesLimit()})
+		s.conv = promotlp.New(promotlp.Options{SeriesLimit: jr.SeriesLimit(), TargetLabels: targetLabels})
 		s.convLimit = jr.SeriesLimit()
 		s.conv.Restore(s.restore)
 		s.restore = nil
@@ -350,6 +350,11 @@ func (s *scraper) addReport(now time.Time, up bool, dur time.Duration, scraped, 
 		s.conv.Add(&s.sample, nil)
 	}
 }
+
+// targetLabels are the labels Prometheus's OTLP translation sets from the
+// resource (service.name, service.instance.id): a target's own job or instance
+// label arrives as exported_job or exported_instance, as with a direct scrape.
+var targetLabels = []string{"job", "instance"}
 
 // missingLabels appends to dst the labels of consts that labels does not have
 // (a label with an empty value is absent, as in Prometheus): constLabels are

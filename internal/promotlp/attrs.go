@@ -31,7 +31,7 @@ func (c *Converter) newSeries(f *family, h uint64, labels, extra []promtext.Labe
 				return nil
 			}
 		}
-		if hasName(extra, l.Name) || !utf8.Valid(l.Name) || !utf8.Valid(l.Value) {
+		if hasName(extra, l.Name) || c.isTargetLabel(l.Name) || !utf8.Valid(l.Name) || !utf8.Valid(l.Value) {
 			exact = false
 		}
 	}
@@ -49,7 +49,7 @@ func (c *Converter) newSeries(f *family, h uint64, labels, extra []promtext.Labe
 			continue
 		}
 		name := l.Name
-		if hasName(extra, name) {
+		if hasName(extra, name) || c.isTargetLabel(name) {
 			name = c.exportedName(name, labels, extra, b)
 		}
 		b = appendKV(b, num, name, l.Value)
@@ -186,6 +186,16 @@ func duplicateKey(enc []byte) bool {
 }
 
 // hasName tells whether a non-empty label of ls is called name.
+// isTargetLabel tells whether name is one of Options.TargetLabels.
+func (c *Converter) isTargetLabel(name []byte) bool {
+	for _, t := range c.opts.TargetLabels {
+		if string(name) == t {
+			return true
+		}
+	}
+	return false
+}
+
 func hasName(ls []promtext.Label, name []byte) bool {
 	for i := range ls {
 		if len(ls[i].Value) != 0 && bytes.Equal(ls[i].Name, name) {

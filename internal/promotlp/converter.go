@@ -20,6 +20,11 @@ type Options struct {
 	// (after filtering); 0 means unlimited. Samples of further series are
 	// dropped and counted in Stats.DroppedOverLimit.
 	SeriesLimit int
+	// TargetLabels are label names the receiver sets from the resource
+	// (Prometheus's OTLP translation: job and instance). A sample's label of
+	// that name is kept as exported_<name>, as a direct Prometheus scrape
+	// (honor_labels: false) keeps it, instead of being overwritten.
+	TargetLabels []string
 }
 
 // Stats describe one scrape's conversion.

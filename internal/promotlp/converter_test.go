@@ -1,6 +1,7 @@
 package promotlp
 
 import (
+	"maps"
 	"math"
 	"testing"
 
@@ -575,5 +576,23 @@ func TestNewSamples(t *testing.T) {
 	second := append(cadvisorLike(4), hist...)
 	if got, want := scrape(2, second), len(cadvisorLike(4))-len(cadvisorLike(3)); got != want {
 		t.Errorf("one container more: %d new samples, want %d", got, want)
+	}
+}
+
+// TestTargetLabels: a sample's own job or instance label is kept as
+// exported_job / exported_instance (exported_exported_job when that is taken),
+// as a direct Prometheus scrape keeps it.
+func TestTargetLabels(t *testing.T) {
+	c := New(Options{TargetLabels: []string{"job", "instance"}})
+	c.Begin(at(0))
+	c.Add(smp("errors", promtext.TypeGauge, promtext.SuffixNone, 3, "instance", "other:9100", "job", "other", "exported_job", "x"), nil)
+	ms, _ := c.Finish()
+	got := map[string]string{}
+	for _, kv := range ms[0].GetGauge().GetDataPoints()[0].GetAttributes() {
+		got[kv.GetKey()] = kv.GetValue().GetStringValue()
+	}
+	want := map[string]string{"exported_instance": "other:9100", "exported_exported_job": "other", "exported_job": "x"}
+	if !maps.Equal(got, want) {
+		t.Errorf("attributes %v, want %v", got, want)
 	}
 }
