@@ -76,7 +76,10 @@ func procStats(pid int) (cpu time.Duration, mem rss) {
 // scrape (receive, parse, filter, convert, encode, queue, compress, send) over
 // that parse alone.
 func BenchmarkDaemon30k(b *testing.B) {
-	bin := testbin.Build(b, Name)
+	bin := os.Getenv("BENCH_BIN") // another build to compare, e.g. an earlier commit's
+	if bin == "" {
+		bin = testbin.Build(b, Name)
+	}
 	payloads := []struct {
 		name string
 		data []byte

@@ -4,8 +4,8 @@
 //
 // # Flow
 //
-// Enqueue splits a scrape batch into records of at most Config.MaxBatchBytes, writes
-// them to a bounded queue and returns; it never waits for the network. Run sends the
+// Enqueue splits a scrape batch into records of at most Config.MaxBatchBytes,
+// compresses each once, writes them to a bounded queue and returns; it never waits for the network. Run sends the
 // queue in order, one request at a time, merging consecutive records up to
 // MaxBatchBytes: a marshalled ExportMetricsServiceRequest is a sequence of
 // resource_metrics fields, so concatenated records are a valid, merged request, sent
@@ -33,12 +33,23 @@
 // with the 8-byte header "TOTQSEG1" followed by records:
 //
 //	offset size field
-//	0      4    magic "OTQR"
+//	0      4    magic: "OTQR", "OTQG" or "OTQZ" (the payload's encoding)
 //	4      4    CRC-32C (Castagnoli) of bytes [8, 28+length)
 //	8      4    payload length, uint32 little endian (at most 256 MiB)
 //	12     8    data points in the payload, uint64 little endian
 //	20     8    enqueue time, Unix nanoseconds, int64 little endian
-//	28     n    payload: a marshalled ExportMetricsServiceRequest
+//	28     n    payload
+//
+// The payload of "OTQR" is a marshalled ExportMetricsServiceRequest. Records are
+// compressed once, when queued, with Config.Compression: "OTQG" holds a gzip
+// segment of the request (raw DEFLATE ended by a sync flush,
+// otlpcompress.AppendSegment), "OTQZ" a zstd frame, each followed by an 8-byte
+// trailer: the CRC-32 (IEEE) and the length of the uncompressed request, uint32
+// little endian. Run merges consecutive records of one encoding (up to
+// MaxBatchBytes uncompressed) and sends them as stored: gzip segments joined into
+// one gzip member (header, segments, final empty block, combined CRC-32, length),
+// zstd frames one after the other. Records of another encoding than the
+// configured one (the flag changed across a restart) are recompressed when sent.
 //
 // The ack file (20 bytes: segment id and offset, both uint64 little endian, and a
 // CRC-32C of the two) says that every record before that position has been consumed
