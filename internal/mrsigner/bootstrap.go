@@ -44,7 +44,8 @@ const (
 // self-signed CA and a serving certificate for the webhook Service (renewed in the
 // last third of their lifetime; a replaced CA stays in the bundle until it
 // expires) and writes the CA bundle into the webhook configurations' entries that
-// point at the Service. It checks everything at start and every Period.
+// point at the Service, and the trust flags into their trusted-writer and
+// untrusted-writer matchConditions. It checks everything at start and every Period.
 type Bootstrapper struct {
 	Client         kubernetes.Interface
 	Namespace      string
@@ -56,11 +57,15 @@ type Bootstrapper struct {
 	Service        string
 	WebhookConfigs []string // names of Mutating- and ValidatingWebhookConfigurations
 	ExtraNames     []string // more DNS names or IPs for the certificate; webhooks with a clientConfig.url at one of them get the caBundle too
-	CertValidity   time.Duration
-	CAValidity     time.Duration
-	Period         time.Duration
-	Log            *slog.Logger
-	Now            func() time.Time
+	// TrustConditions (nil: step off) are the expressions of the webhooks'
+	// matchConditions of these names (Trust.TrustConditions), kept in place
+	// whether or not Certificates is on.
+	TrustConditions map[string]string
+	CertValidity    time.Duration
+	CAValidity      time.Duration
+	Period          time.Duration
+	Log             *slog.Logger
+	Now             func() time.Time
 
 	metrics *metrics // optional: the CA's expiry
 }
@@ -96,6 +101,9 @@ func (b *Bootstrapper) Reconcile(ctx context.Context) error {
 	var errs []error
 	if b.SigningSecret != "" {
 		errs = append(errs, b.ensureKeys(ctx))
+	}
+	if b.TrustConditions != nil {
+		errs = append(errs, b.ensureTrustConditions(ctx))
 	}
 	if b.Certificates {
 		// The caBundle (current and replaced CAs) is written before a serving
@@ -286,6 +294,39 @@ func (b *Bootstrapper) ensureServing(ctx context.Context, ca *webhook.KeyPair, b
 // ensureCABundle writes bundle into every webhook of the named configurations
 // whose clientConfig points at the Service. Absent configurations are skipped.
 func (b *Bootstrapper) ensureCABundle(ctx context.Context, bundle []byte) error {
+	return b.updateWebhooks(ctx, "caBundle written", func(cc *admissionregistrationv1.WebhookClientConfig, _ []admissionregistrationv1.MatchCondition) bool {
+		if bytes.Equal(cc.CABundle, bundle) {
+			return false
+		}
+		cc.CABundle = bundle
+		return true
+	})
+}
+
+// ensureTrustConditions writes the expressions of TrustConditions into the
+// matchConditions of those names in every webhook of the named configurations
+// whose clientConfig points at the Service: the trust flags are the one source
+// of truth of who is trusted, for mr-signer and for the API server's choice of
+// the webhook entry (and so of its failurePolicy) while mr-signer is down. A
+// changed expression is put back at the next check. Absent configurations, and
+// entries without such a condition, are left alone.
+func (b *Bootstrapper) ensureTrustConditions(ctx context.Context) error {
+	return b.updateWebhooks(ctx, "trust matchConditions written", func(_ *admissionregistrationv1.WebhookClientConfig, mcs []admissionregistrationv1.MatchCondition) bool {
+		changed := false
+		for i := range mcs {
+			if e, ok := b.TrustConditions[mcs[i].Name]; ok && mcs[i].Expression != e {
+				mcs[i].Expression, changed = e, true
+			}
+		}
+		return changed
+	})
+}
+
+// updateWebhooks calls change on every webhook of the named mutating and
+// validating configurations whose clientConfig points at the Service (or at
+// ExtraNames) and updates a configuration when change reports a change.
+// Absent configurations are skipped.
+func (b *Bootstrapper) updateWebhooks(ctx context.Context, msg string, change func(*admissionregistrationv1.WebhookClientConfig, []admissionregistrationv1.MatchCondition) bool) error {
 	ours := func(c admissionregistrationv1.WebhookClientConfig) bool {
 		if c.Service != nil {
 			return c.Service.Namespace == b.Namespace && c.Service.Name == b.Service
@@ -298,40 +339,41 @@ func (b *Bootstrapper) ensureCABundle(ctx context.Context, bundle []byte) error 
 		return false
 	}
 	var errs []error
+	api := b.Client.AdmissionregistrationV1()
 	for _, name := range b.WebhookConfigs {
-		mwc, err := b.Client.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(ctx, name, metav1.GetOptions{})
+		mwc, err := api.MutatingWebhookConfigurations().Get(ctx, name, metav1.GetOptions{})
 		switch {
 		case err == nil:
 			changed := false
 			for i := range mwc.Webhooks {
-				if cc := &mwc.Webhooks[i].ClientConfig; ours(*cc) && !bytes.Equal(cc.CABundle, bundle) {
-					cc.CABundle, changed = bundle, true
+				if w := &mwc.Webhooks[i]; ours(w.ClientConfig) && change(&w.ClientConfig, w.MatchConditions) {
+					changed = true
 				}
 			}
 			if changed {
-				if _, err := b.Client.AdmissionregistrationV1().MutatingWebhookConfigurations().Update(ctx, mwc, metav1.UpdateOptions{}); err != nil {
-					errs = append(errs, fmt.Errorf("caBundle of mutatingwebhookconfiguration %s: %w", name, err))
+				if _, err := api.MutatingWebhookConfigurations().Update(ctx, mwc, metav1.UpdateOptions{}); err != nil {
+					errs = append(errs, fmt.Errorf("mutatingwebhookconfiguration %s: %w", name, err))
 				} else {
-					b.Log.Info("caBundle written", "mutatingwebhookconfiguration", name)
+					b.Log.Info(msg, "mutatingwebhookconfiguration", name)
 				}
 			}
 		case !apierrors.IsNotFound(err):
 			errs = append(errs, fmt.Errorf("mutatingwebhookconfiguration %s: %w", name, err))
 		}
-		vwc, err := b.Client.AdmissionregistrationV1().ValidatingWebhookConfigurations().Get(ctx, name, metav1.GetOptions{})
+		vwc, err := api.ValidatingWebhookConfigurations().Get(ctx, name, metav1.GetOptions{})
 		switch {
 		case err == nil:
 			changed := false
 			for i := range vwc.Webhooks {
-				if cc := &vwc.Webhooks[i].ClientConfig; ours(*cc) && !bytes.Equal(cc.CABundle, bundle) {
-					cc.CABundle, changed = bundle, true
+				if w := &vwc.Webhooks[i]; ours(w.ClientConfig) && change(&w.ClientConfig, w.MatchConditions) {
+					changed = true
 				}
 			}
 			if changed {
-				if _, err := b.Client.AdmissionregistrationV1().ValidatingWebhookConfigurations().Update(ctx, vwc, metav1.UpdateOptions{}); err != nil {
-					errs = append(errs, fmt.Errorf("caBundle of validatingwebhookconfiguration %s: %w", name, err))
+				if _, err := api.ValidatingWebhookConfigurations().Update(ctx, vwc, metav1.UpdateOptions{}); err != nil {
+					errs = append(errs, fmt.Errorf("validatingwebhookconfiguration %s: %w", name, err))
 				} else {
-					b.Log.Info("caBundle written", "validatingwebhookconfiguration", name)
+					b.Log.Info(msg, "validatingwebhookconfiguration", name)
 				}
 			}
 		case !apierrors.IsNotFound(err):

@@ -77,8 +77,10 @@ func run(ctx context.Context, d *daemon.Daemon, o *Options) error {
 		}
 		leaderWork = append(leaderWork, v.Run)
 	}
-	if o.BootstrapKeys || o.BootstrapCerts {
-		b := &Bootstrapper{Client: client, Namespace: o.KeysNamespace, Certificates: o.BootstrapCerts,
+	if o.BootstrapKeys || o.BootstrapCerts || len(o.BootstrapWebhookConfigs) > 0 {
+		// The trust matchConditions are kept whenever webhook configurations are
+		// named, also without certificate bootstrap (cert-manager writes the caBundle).
+		b := &Bootstrapper{Client: client, Namespace: o.KeysNamespace, Certificates: o.BootstrapCerts, TrustConditions: o.trust.TrustConditions(),
 			CASecret: o.BootstrapCASecret, TLSSecret: o.TLSSecret, Service: o.BootstrapService, WebhookConfigs: o.BootstrapWebhookConfigs, ExtraNames: o.BootstrapExtraNames,
 			CertValidity: o.BootstrapCertValidity, CAValidity: o.BootstrapCAValidity, Period: o.BootstrapPeriod, Log: d.Logger, metrics: m}
 		if o.BootstrapKeys {

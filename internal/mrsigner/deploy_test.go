@@ -114,31 +114,39 @@ func TestDeployBase(t *testing.T) {
 	if pdb.Spec.MinAvailable == nil || pdb.Spec.MinAvailable.IntValue() != 1 {
 		t.Fatal("PDB does not keep one webhook replica")
 	}
-	if len(mwc.Webhooks) != 1 || len(vwc.Webhooks) != 2 {
-		t.Fatalf("%d mutating and %d validating webhooks, want 1 and 2", len(mwc.Webhooks), len(vwc.Webhooks))
+	if len(mwc.Webhooks) != 2 || len(vwc.Webhooks) != 2 {
+		t.Fatalf("%d mutating and %d validating webhooks, want 2 and 2", len(mwc.Webhooks), len(vwc.Webhooks))
 	}
+	// Split by identity: the trusted writers' signing entry is the only one that
+	// lets writes through while mr-signer is down; the shipped trust expression is
+	// the fail-closed placeholder (nobody trusted) until the leader writes its own.
+	placeholder := NewTrust(nil, nil, nil).TrustConditions()
+	ignore, fail := admissionregistrationv1.Ignore, admissionregistrationv1.Fail
 	for _, w := range []struct {
 		name   string
 		policy *admissionregistrationv1.FailurePolicyType
+		want   admissionregistrationv1.FailurePolicyType
 		conds  []admissionregistrationv1.MatchCondition
-		path   string
+		path   *string
+		wpath  string
 		expr   string
-		ops    []admissionregistrationv1.OperationType
+		trust  string
 	}{
-		{"mutating", mwc.Webhooks[0].FailurePolicy, mwc.Webhooks[0].MatchConditions, "/mutate", MatchExpression(),
-			[]admissionregistrationv1.OperationType{"CREATE", "UPDATE"}},
-		{"validating secrets", vwc.Webhooks[0].FailurePolicy, vwc.Webhooks[0].MatchConditions, "/validate", MatchExpression(),
-			[]admissionregistrationv1.OperationType{"CREATE", "UPDATE", "DELETE"}},
-		{"validating managedresources", vwc.Webhooks[1].FailurePolicy, vwc.Webhooks[1].MatchConditions, "/validate-managedresource", ManagedResourceMatchExpression(),
-			[]admissionregistrationv1.OperationType{"CREATE", "UPDATE"}},
+		{"mutating trusted", mwc.Webhooks[0].FailurePolicy, ignore, mwc.Webhooks[0].MatchConditions, mwc.Webhooks[0].ClientConfig.Service.Path, "/mutate", MatchExpression(), TrustedWriterCondition},
+		{"mutating untrusted", mwc.Webhooks[1].FailurePolicy, fail, mwc.Webhooks[1].MatchConditions, mwc.Webhooks[1].ClientConfig.Service.Path, "/mutate", MatchExpression(), UntrustedWriterCondition},
+		{"validating secrets", vwc.Webhooks[0].FailurePolicy, fail, vwc.Webhooks[0].MatchConditions, vwc.Webhooks[0].ClientConfig.Service.Path, "/validate", MatchExpression(), UntrustedWriterCondition},
+		{"validating managedresources", vwc.Webhooks[1].FailurePolicy, fail, vwc.Webhooks[1].MatchConditions, vwc.Webhooks[1].ClientConfig.Service.Path, "/validate-managedresource", ManagedResourceMatchExpression(), UntrustedWriterCondition},
 	} {
-		if *w.policy != admissionregistrationv1.Fail || len(w.conds) != 1 || w.conds[0].Expression != w.expr {
-			t.Errorf("%s webhook: failurePolicy %v, match conditions differ from the code's", w.name, *w.policy)
+		if *w.policy != w.want || len(w.conds) != 2 || w.conds[0].Expression != w.expr ||
+			w.conds[1].Name != w.trust || w.conds[1].Expression != placeholder[w.trust] {
+			t.Errorf("%s webhook: failurePolicy %v (want %v), match conditions %v differ from the code's", w.name, *w.policy, w.want, w.conds)
+		}
+		if *w.path != w.wpath {
+			t.Errorf("%s webhook: path %s, want %s", w.name, *w.path, w.wpath)
 		}
 	}
-	if *mwc.Webhooks[0].ClientConfig.Service.Path != "/mutate" || *vwc.Webhooks[0].ClientConfig.Service.Path != "/validate" ||
-		*vwc.Webhooks[1].ClientConfig.Service.Path != "/validate-managedresource" {
-		t.Error("webhook paths")
+	if ops := mwc.Webhooks[0].Rules[0].Operations; !slices.Equal(ops, mwc.Webhooks[1].Rules[0].Operations) {
+		t.Errorf("mutating webhooks' operations differ: %v", ops)
 	}
 	if ops := vwc.Webhooks[0].Rules[0].Operations; !slices.Contains(ops, admissionregistrationv1.Delete) {
 		t.Errorf("validating Secret webhook operations %v: deletes are not seen", ops)

@@ -7,6 +7,7 @@ import (
 	"os"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/spf13/pflag"
 	"k8s.io/apimachinery/pkg/labels"
@@ -138,6 +139,17 @@ func (o *Options) Validate() error {
 	}
 	if o.SigningSecret == "" && o.VerificationCM == "" {
 		errs = append(errs, errors.New("--keys.signing-secret and --keys.verification-configmap: at least one is required"))
+	}
+	// The names become CEL string literals in the webhooks' matchConditions (Trust.Expression).
+	for _, f := range []struct {
+		flag string
+		vals []string
+	}{{"--trust.users", o.TrustedUsers}, {"--trust.groups", o.TrustedGroups}, {"--trust.service-accounts", o.TrustedSAs}} {
+		for _, v := range f.vals {
+			if !utf8.ValidString(v) {
+				errs = append(errs, fmt.Errorf("%s: %q is not valid UTF-8", f.flag, v))
+			}
+		}
 	}
 	for _, sa := range o.TrustedSAs {
 		if ns, name, ok := strings.Cut(sa, ":"); !ok || ns == "" || name == "" {
