@@ -13,8 +13,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/kubernetes/scheme"
-	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
 
@@ -40,8 +38,8 @@ type Controller struct {
 
 	informers    *kube.NodeInformers
 	nodeInformer cache.SharedIndexInformer
-	broadcaster  record.EventBroadcaster
 	recorder     record.EventRecorder
+	stopEvents   func() // flushes and stops recorder; at the end of Run
 	nodeRef      *corev1.ObjectReference
 
 	// trigger asks the reconcile loop for a pass; buffered 1, sends never block.
@@ -91,16 +89,19 @@ func New(client kubernetes.Interface, source imds.Client, cfg Config, log *slog.
 	// More room than client-go's default spam filter (25 Events per object, then
 	// one per 5 minutes): a long PDB-blocked drain must not silence the Events that
 	// say how the event ended.
-	broadcaster := record.NewBroadcaster(record.WithCorrelatorOptions(record.CorrelatorOptions{BurstSize: 100, QPS: 1.0 / 30}))
+	recorder, stopEvents := kube.NewEventRecorder(client, Name, kube.EventOptions{
+		Host:       cfg.NodeName,
+		Correlator: &record.CorrelatorOptions{BurstSize: 100, QPS: 1.0 / 30},
+	})
 	c := &Controller{
-		client:      client,
-		source:      source,
-		cfg:         cfg,
-		log:         log.With("node", cfg.NodeName, "provider", source.Provider()),
-		m:           m,
-		informers:   kube.NewNodeInformers(client, cfg.NodeName, 0),
-		broadcaster: broadcaster,
-		recorder:    broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: Component, Host: cfg.NodeName}),
+		recorder:   recorder,
+		stopEvents: stopEvents,
+		client:     client,
+		source:     source,
+		cfg:        cfg,
+		log:        log.With("node", cfg.NodeName, "provider", source.Provider()),
+		m:          m,
+		informers:  kube.NewNodeInformers(client, cfg.NodeName, 0),
 		// As the kubelet does, so `kubectl describe node` lists these Events.
 		nodeRef:        &corev1.ObjectReference{Kind: "Node", APIVersion: "v1", Name: cfg.NodeName, UID: types.UID(cfg.NodeName)},
 		trigger:        make(chan struct{}, 1),
@@ -127,8 +128,7 @@ func (c *Controller) Run(ctx context.Context) error {
 	if !c.running.CompareAndSwap(false, true) {
 		return errors.New("eventwatcher: Run called twice")
 	}
-	c.broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: c.client.CoreV1().Events("")})
-	defer c.broadcaster.Shutdown()
+	defer c.stopEvents()
 	c.informers.Start(ctx)
 	c.log.Info("event watcher started", "dryRun", c.cfg.DryRun, "approve", c.cfg.Approve, "actions", FormatActions(c.cfg.Actions))
 	var wg sync.WaitGroup

@@ -30,10 +30,11 @@ const (
 	// deadline without a NotBefore and the drain duration count from it.
 	DrainStartedAnnotation = "trellis.dev/drain-started"
 
-	// FieldManager names event-watcher's writes in managedFields.
-	FieldManager = "trellis-event-watcher"
-	// Component is the source component of the Events it records.
-	Component = "event-watcher"
+	// FieldManager names event-watcher's writes in managedFields: kube.Identity(Name),
+	// also the source component of its Events and the start of its user agent.
+	FieldManager = "trellis-" + Name
+	// Component is the source component of the Events it records (kube.NewEventRecorder).
+	Component = FieldManager
 )
 
 // Drain states in DrainStateAnnotation.

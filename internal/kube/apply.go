@@ -13,7 +13,7 @@ import (
 
 // FieldManager is the server-side apply field manager of a daemon:
 // "trellis-<daemon>", so `kubectl get -o yaml --show-managed-fields` names the owner.
-func FieldManager(daemonName string) string { return "trellis-" + daemonName }
+func FieldManager(daemonName string) string { return Identity(daemonName) }
 
 // ApplyFunc is a typed client's Apply method, e.g. client.CoreV1().ConfigMaps(ns).Apply.
 type ApplyFunc[C any, T any] func(ctx context.Context, cfg C, opts metav1.ApplyOptions) (T, error)

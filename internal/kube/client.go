@@ -110,5 +110,5 @@ func (o *ClientOptions) Clientset(daemonName string) (kubernetes.Interface, *res
 
 // UserAgent is what a daemon sends to the API server, e.g. "trellis-wg-gateway/v0.1.0".
 func UserAgent(daemonName string) string {
-	return "trellis-" + daemonName + "/" + version.Get().Version
+	return Identity(daemonName) + "/" + version.Get().Version
 }

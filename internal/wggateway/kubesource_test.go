@@ -234,7 +234,7 @@ func TestKubeSourceFollowsServices(t *testing.T) {
 	// A labelled Service in another namespace is outside this source's scope.
 	createTestService(ctx, t, client, env.Namespace(t), kubeTestService{name: "elsewhere", labelled: true, key: b4})
 
-	recorder, stopEvents := kube.NewEventRecorder(client, "trellis-wg-gateway-test")
+	recorder, stopEvents := kube.NewEventRecorder(client, "wg-gateway-test")
 	t.Cleanup(stopEvents)
 	events := &countingRecorder{EventRecorder: recorder}
 	reg := prometheus.NewRegistry()
