@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/base64"
@@ -155,34 +154,9 @@ func startPod(ctx context.Context, t *testing.T, p *corev1.Pod) *corev1.Pod {
 // zoneBytes sums bytes_total{source_zone=from,destination_zone=to,direction=egress}
 // of zone-flow-tracer's /metrics (host network, port 8085 on the node).
 func zoneBytes(from, to string) (float64, error) {
-	resp, err := (&http.Client{Timeout: 3 * time.Second}).Get("http://" + cluster.NodeIP + ":8085/metrics")
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	var sum float64
-	found := false
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		l := sc.Text()
-		if strings.HasPrefix(l, "#") || !strings.Contains(l, "bytes_total{") {
-			continue
-		}
-		if !strings.Contains(l, `source_zone="`+from+`"`) || !strings.Contains(l, `destination_zone="`+to+`"`) || !strings.Contains(l, `direction="egress"`) {
-			continue
-		}
-		i := strings.LastIndexByte(l, ' ')
-		v, err := strconv.ParseFloat(l[i+1:], 64)
-		if err == nil {
-			sum += v
-			found = true
-		}
-	}
-	if !found {
-		return 0, nil
-	}
-	return sum, sc.Err()
+	v, _, err := metricValue("http://"+cluster.NodeIP+":8085/metrics", "bytes_total",
+		`source_zone="`+from+`"`, `destination_zone="`+to+`"`, `direction="egress"`)
+	return v, err
 }
 
 // proveZoneFlow: a pod sends 8 MiB over TCP to another pod on the bridge; the
@@ -459,28 +433,10 @@ func proveEventWatcher(ctx context.Context, t *testing.T) {
 // evictions reads event-watcher's actions_total{action="evict"} by result from
 // its /metrics (host network, port 8082).
 func evictions() (ok, blocked float64, err error) {
-	resp, err := (&http.Client{Timeout: 3 * time.Second}).Get("http://" + cluster.NodeIP + ":8082/metrics")
-	if err != nil {
+	url := "http://" + cluster.NodeIP + ":8082/metrics"
+	if ok, _, err = metricValue(url, "actions_total", `action="evict"`, `result="success"`); err != nil {
 		return 0, 0, err
 	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		l := sc.Text()
-		if strings.HasPrefix(l, "#") || !strings.Contains(l, "actions_total{") || !strings.Contains(l, `action="evict"`) {
-			continue
-		}
-		v, err := strconv.ParseFloat(l[strings.LastIndexByte(l, ' ')+1:], 64)
-		if err != nil {
-			continue
-		}
-		switch {
-		case strings.Contains(l, `result="success"`):
-			ok += v
-		case strings.Contains(l, `result="blocked"`):
-			blocked += v
-		}
-	}
-	return ok, blocked, sc.Err()
+	blocked, _, err = metricValue(url, "actions_total", `action="evict"`, `result="blocked"`)
+	return ok, blocked, err
 }
