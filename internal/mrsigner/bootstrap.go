@@ -354,7 +354,7 @@ func (b *Bootstrapper) updateWebhooks(ctx context.Context, msg string, change fu
 				if _, err := api.MutatingWebhookConfigurations().Update(ctx, mwc, metav1.UpdateOptions{}); err != nil {
 					errs = append(errs, fmt.Errorf("mutatingwebhookconfiguration %s: %w", name, err))
 				} else {
-					b.Log.Info(msg, "mutatingwebhookconfiguration", name)
+					b.Log.Info("webhook configuration updated", "change", msg, "mutatingwebhookconfiguration", name)
 				}
 			}
 		case !apierrors.IsNotFound(err):
@@ -373,7 +373,7 @@ func (b *Bootstrapper) updateWebhooks(ctx context.Context, msg string, change fu
 				if _, err := api.ValidatingWebhookConfigurations().Update(ctx, vwc, metav1.UpdateOptions{}); err != nil {
 					errs = append(errs, fmt.Errorf("validatingwebhookconfiguration %s: %w", name, err))
 				} else {
-					b.Log.Info(msg, "validatingwebhookconfiguration", name)
+					b.Log.Info("webhook configuration updated", "change", msg, "validatingwebhookconfiguration", name)
 				}
 			}
 		case !apierrors.IsNotFound(err):
