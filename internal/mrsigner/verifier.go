@@ -27,10 +27,10 @@ const reasonSecretNotFound = "SecretNotFound"
 
 // Reasons of the Events recorded on ManagedResources.
 const (
-	// EventReasonQuarantined: a referenced Secret's signature is missing or invalid.
-	EventReasonQuarantined = "Quarantined"
-	// EventReasonQuarantineLifted: every referenced Secret is signed again.
-	EventReasonQuarantineLifted = "QuarantineLifted"
+	// ReasonQuarantined: a referenced Secret's signature is missing or invalid.
+	ReasonQuarantined = "Quarantined"
+	// ReasonQuarantineLifted: every referenced Secret is signed again.
+	ReasonQuarantineLifted = "QuarantineLifted"
 )
 
 // Verifier is the controller: it verifies the Secrets every ManagedResource names
@@ -218,7 +218,7 @@ func (v *Verifier) quarantine(ctx context.Context, mr *unstructured.Unstructured
 	if _, already := ann[QuarantineAnnotation]; !already {
 		v.metrics.quarantines.WithLabelValues(labelValue(reason)).Inc()
 	}
-	v.Recorder.Eventf(mr, corev1.EventTypeWarning, EventReasonQuarantined, "%s; set %s=true so the resource manager skips it", value, IgnoreAnnotation)
+	v.Recorder.Eventf(mr, corev1.EventTypeWarning, ReasonQuarantined, "%s; set %s=true so the resource manager skips it", value, IgnoreAnnotation)
 	v.Log.Warn("managed resource quarantined", "managedResource", mr.GetNamespace()+"/"+mr.GetName(), "reason", reason, "detail", detail)
 	return nil
 }
@@ -233,7 +233,7 @@ func (v *Verifier) lift(ctx context.Context, mr *unstructured.Unstructured) erro
 		return fmt.Errorf("lift quarantine: %w", err)
 	}
 	v.metrics.lifts.Inc()
-	v.Recorder.Event(mr, corev1.EventTypeNormal, EventReasonQuarantineLifted, "every referenced Secret carries a valid signature")
+	v.Recorder.Event(mr, corev1.EventTypeNormal, ReasonQuarantineLifted, "every referenced Secret carries a valid signature")
 	v.Log.Info("managed resource quarantine lifted", "managedResource", mr.GetNamespace()+"/"+mr.GetName())
 	return nil
 }

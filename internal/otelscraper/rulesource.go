@@ -25,11 +25,11 @@ import (
 
 // Event reasons on the rules ConfigMap.
 const (
-	// EventReasonInvalidFilterRules: the rules under the key do not parse; the
+	// ReasonInvalidFilterRules: the rules under the key do not parse; the
 	// scraper keeps the last good rules. Once per distinct error.
-	EventReasonInvalidFilterRules = "InvalidFilterRules"
-	// EventReasonFilterRulesApplied: new rules from the key are in use.
-	EventReasonFilterRulesApplied = "FilterRulesApplied"
+	ReasonInvalidFilterRules = "InvalidFilterRules"
+	// ReasonFilterRulesApplied: new rules from the key are in use.
+	ReasonFilterRulesApplied = "FilterRulesApplied"
 )
 
 // maxEventMessage keeps an Event's message within what the API server accepts.
@@ -183,7 +183,7 @@ func (s *RuleSource) reconcile(st *sourceState, store cache.Store) {
 		s.log.Error("invalid filter rules, keeping the last good rules", "configMap", s.configMapDescription, "key", s.key, "err", msg)
 		if msg != st.reported {
 			st.reported = msg
-			s.event(cm, corev1.EventTypeWarning, EventReasonInvalidFilterRules,
+			s.event(cm, corev1.EventTypeWarning, ReasonInvalidFilterRules,
 				"Filter rules in key "+s.key+" not applied, the last good rules stay in use: "+msg)
 		}
 		s.metrics.failed()
@@ -192,7 +192,7 @@ func (s *RuleSource) reconcile(st *sourceState, store cache.Store) {
 	st.reported = ""
 	jobs := rules.Jobs()
 	s.log.Info("filter rules applied", "configMap", s.configMapDescription, "key", s.key, "jobs", jobs)
-	s.event(cm, corev1.EventTypeNormal, EventReasonFilterRulesApplied,
+	s.event(cm, corev1.EventTypeNormal, ReasonFilterRulesApplied,
 		"Filter rules in key "+s.key+" applied; jobs with own rules: "+strings.Join(jobs, ", "))
 	s.metrics.applied(s.now(), false)
 	s.current.Store(rules)

@@ -191,7 +191,7 @@ jobs:
 	var event corev1.Event
 	testkit.Eventually(t, "the InvalidFilterRules Event", func() bool {
 		list, err := env.Client.CoreV1().Events(ns).List(ctx, metav1.ListOptions{
-			FieldSelector: "involvedObject.name=" + name + ",reason=" + EventReasonInvalidFilterRules,
+			FieldSelector: "involvedObject.name=" + name + ",reason=" + ReasonInvalidFilterRules,
 		})
 		if err != nil || len(list.Items) == 0 {
 			return false
@@ -228,10 +228,10 @@ jobs:
 	if reloads("success") != 3 || reloads("error") != 2 || metric("rules_last_reload_success") != 1 {
 		t.Errorf("after fix: success %v error %v last %v (a labels-only change must not reload)", reloads("success"), reloads("error"), metric("rules_last_reload_success"))
 	}
-	if n := events.count(EventReasonInvalidFilterRules); n != 1 {
+	if n := events.count(ReasonInvalidFilterRules); n != 1 {
 		t.Errorf("%d InvalidFilterRules Events for one distinct error, want 1", n)
 	}
-	if n := events.count(EventReasonFilterRulesApplied); n != 2 {
+	if n := events.count(ReasonFilterRulesApplied); n != 2 {
 		t.Errorf("%d FilterRulesApplied Events, want 2", n)
 	}
 

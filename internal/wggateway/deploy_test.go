@@ -94,7 +94,7 @@ func TestDeployBase(t *testing.T) {
 			return false
 		}
 		for _, e := range evs.Items {
-			if e.InvolvedObject.Name == "broken" && e.Reason == EventReasonInvalidBackend && strings.Contains(e.Message, "key") {
+			if e.InvolvedObject.Name == "broken" && e.Reason == ReasonInvalidBackend && strings.Contains(e.Message, "key") {
 				return true
 			}
 		}

@@ -35,9 +35,9 @@ const (
 	DefaultServicePortName = "wireguard"
 	// DefaultWireGuardPort is used when a Service has no port named PortName.
 	DefaultWireGuardPort uint16 = 51820
-	// EventReasonInvalidBackend is the reason of the Warning Event on a Service that
+	// ReasonInvalidBackend is the reason of the Warning Event on a Service that
 	// is skipped.
-	EventReasonInvalidBackend = "InvalidWireGuardBackend"
+	ReasonInvalidBackend = "InvalidWireGuardBackend"
 )
 
 // kubeDebounce coalesces bursts of Service changes (the initial list, a relist after
@@ -223,7 +223,7 @@ func (s *KubeSource) recordEvent(svc *corev1.Service, p sourceProblem) {
 	if s.opts.EventRecorder == nil || svc == nil {
 		return
 	}
-	s.opts.EventRecorder.Event(svc, corev1.EventTypeWarning, EventReasonInvalidBackend,
+	s.opts.EventRecorder.Event(svc, corev1.EventTypeWarning, ReasonInvalidBackend,
 		"Not used as a WireGuard backend ("+string(p.reason)+"): "+p.detail)
 }
 

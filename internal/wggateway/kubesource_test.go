@@ -279,7 +279,7 @@ func TestKubeSourceFollowsServices(t *testing.T) {
 	// The Warning Event on the invalid Service reaches the API server.
 	var event corev1.Event
 	if !testkit.Until(testkit.Timeout, func() bool {
-		list, err := client.CoreV1().Events(ns).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=badkey,reason=" + EventReasonInvalidBackend})
+		list, err := client.CoreV1().Events(ns).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=badkey,reason=" + ReasonInvalidBackend})
 		if err != nil || len(list.Items) == 0 {
 			return false
 		}
