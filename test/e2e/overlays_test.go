@@ -18,6 +18,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/trellis-garden/trellis/internal/cluster"
 )
@@ -406,7 +407,7 @@ func proveCrossZone(ctx context.Context, t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	created, err := cs.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{})
+	_, err = cs.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{})
 	if err != nil && !apierrors.IsAlreadyExists(err) {
 		t.Fatal(err)
 	}
@@ -423,11 +424,12 @@ func proveCrossZone(ctx context.Context, t *testing.T) {
 		}
 		_ = cluster.RemovePeerAddress()
 	})
-	if created != nil {
-		created.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: cluster.PeerNodeIP}}
-		if _, err := cs.CoreV1().Nodes().UpdateStatus(ctx, created, metav1.UpdateOptions{}); err != nil {
-			t.Fatal(err)
-		}
+	// A merge patch of the status, not an update: the node controllers change the
+	// new Node at once (taints, conditions), so an update of the created object
+	// conflicts ("the object has been modified"). Also when it already existed.
+	addresses := fmt.Sprintf(`{"status":{"addresses":[{"type":%q,"address":%q}]}}`, corev1.NodeInternalIP, cluster.PeerNodeIP)
+	if _, err := cs.CoreV1().Nodes().Patch(ctx, node.Name, types.MergePatchType, []byte(addresses), metav1.PatchOptions{}, "status"); err != nil {
+		t.Fatal(err)
 	}
 	// The tracer rebuilds its address index when Nodes change (at most once a
 	// second): wait until it holds the stand-in node's address.
