@@ -8,7 +8,6 @@ import (
 	"bytes"
 	"flag"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -20,6 +19,7 @@ import (
 	"github.com/trellis-garden/trellis/internal/eventwatcher"
 	"github.com/trellis-garden/trellis/internal/mrsigner"
 	"github.com/trellis-garden/trellis/internal/otelscraper"
+	"github.com/trellis-garden/trellis/internal/testkit"
 	"github.com/trellis-garden/trellis/internal/wggateway"
 	"github.com/trellis-garden/trellis/internal/zoneflow"
 )
@@ -48,19 +48,7 @@ func TestCLIReference(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			got := render(newCmd())
 			path := filepath.Join("cli", name+".md")
-			if *update {
-				if err := os.MkdirAll("cli", 0o755); err != nil {
-					t.Fatal(err)
-				}
-				if err := os.WriteFile(path, got, 0o644); err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			want, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatalf("%v (generate it: go test ./docs -run TestCLIReference -update)", err)
-			}
+			want := testkit.Golden(t, path, got, *update, "go test ./docs -run TestCLIReference -update")
 			if !bytes.Equal(got, want) {
 				t.Errorf("%s is stale: regenerate with `go test ./docs -run TestCLIReference -update`", path)
 			}

@@ -25,6 +25,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/trellis-garden/trellis/internal/testkit"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/<daemon>.txt from go list -deps")
@@ -91,19 +93,7 @@ func TestBinaryDependencies(t *testing.T) {
 			got := []byte(fmt.Sprintf("# %s links (go list -deps ./cmd/%s, linux/amd64, CGO_ENABLED=0, -tags=grpcnotrace).\n"+
 				"# Regenerate after review: go test ./internal/deps -update\n%s\n", bin, bin, strings.Join(lines, "\n")))
 			path := filepath.Join("testdata", bin+".txt")
-			if *update {
-				if err := os.MkdirAll("testdata", 0o755); err != nil {
-					t.Fatal(err)
-				}
-				if err := os.WriteFile(path, got, 0o644); err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			want, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatalf("%v (generate it: go test ./internal/deps -update)", err)
-			}
+			want := testkit.Golden(t, path, got, *update, "go test ./internal/deps -update")
 			if !bytes.Equal(got, want) {
 				t.Errorf("%s links something else than %s says:\n%s\nIf that is intended, regenerate: go test ./internal/deps -update",
 					bin, path, diff(entries(want), lines))

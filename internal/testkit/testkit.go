@@ -13,6 +13,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -173,4 +174,25 @@ func Get(url string) (int, string) {
 		return 0, err.Error()
 	}
 	return resp.StatusCode, string(body)
+}
+
+// Golden returns the content of the golden file at path; with update set it
+// first writes got there (creating the folder), so the caller's comparison
+// passes. A missing file fails the test and says how to generate it.
+func Golden(t testing.TB, path string, got []byte, update bool, regenerate string) []byte {
+	t.Helper()
+	if update {
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (generate it: %s)", err, regenerate)
+	}
+	return want
 }
