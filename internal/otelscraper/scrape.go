@@ -61,6 +61,10 @@ type scraper struct {
 	parser    promtext.Parser
 	conv      *promotlp.Converter
 	convLimit int
+	// What the converter's remembered sample keys were made with (see
+	// promotlp.Converter.Known): the job's rules and the payload's format.
+	keysRules  *JobRules
+	keysFormat promtext.Format
 	chunk     promotlp.ChunkOptions // bounds of the chunks a scrape is handed over in
 	consts    []promtext.Label      // scratch: the constLabels a sample lacks
 	// report adds up, scrape_duration_seconds, scrape_samples_scraped,
@@ -228,8 +232,24 @@ func (s *scraper) scrapeOnce(ctx context.Context, now time.Time) {
 	consts := jr.ConstLabels()
 	scraped, kept := 0, 0
 	body := &limitedReader{r: resp.Body, n: maxBody}
-	perr := s.parser.ParseReader(body, promtext.FormatFromContentType(resp.Header.Get("Content-Type")), func(smp *promtext.Sample) error {
+	format := promtext.FormatFromContentType(resp.Header.Get("Content-Type"))
+	// A sample line that is byte for byte the one a known series had in the
+	// last scrape is that series again: the parser skips its labels and the
+	// rules are not asked again (the converter recognises the line by a hash
+	// of its name and labels as written). What a line became depends on the
+	// rules and the format, so the converter forgets it when they change.
+	if jr != s.keysRules || format != s.keysFormat {
+		s.conv.ForgetKeys()
+		s.keysRules, s.keysFormat = jr, format
+	}
+	s.parser.SkipLabels = s.conv.Known
+	perr := s.parser.ParseReader(body, format, func(smp *promtext.Sample) error {
 		scraped++
+		if smp.LabelsSkipped {
+			kept++
+			s.conv.AddKnown(smp)
+			return nil
+		}
 		if !jr.Keep(smp) {
 			return nil
 		}

@@ -108,6 +108,8 @@ func (e *Exporter) Enqueue(rms []*metricspb.ResourceMetrics) error {
 	buf := make([]byte, 0, size)
 	recs := make([]record, 0, len(chunks))
 	ents := make([]entry, 0, len(chunks))
+	var sb sealBuffers
+	defer sb.release()
 	for _, c := range chunks {
 		start := len(buf)
 		// MetricsData and ExportMetricsServiceRequest have the same wire format: a
@@ -117,7 +119,7 @@ func (e *Exporter) Enqueue(rms []*metricspb.ResourceMetrics) error {
 		if err != nil {
 			return fmt.Errorf("marshalling metrics: %w", err)
 		}
-		rec, ent, err := e.seal([][]byte{buf[start:len(buf):len(buf)]}, countPoints(c), now)
+		rec, ent, err := e.seal([][]byte{buf[start:len(buf):len(buf)]}, countPoints(c), now, &sb)
 		if err != nil {
 			return err
 		}
@@ -140,8 +142,10 @@ func (e *Exporter) EnqueueEncoded(metricsData []byte, dataPoints int) error {
 	// The records are built from metricsData and the split framing without
 	// copying the batch first: compressed, or written out by a disk queue before
 	// returning (the memory queue copies them).
+	var sb sealBuffers
+	defer sb.release()
 	if len(metricsData) <= e.cfg.MaxBatchBytes {
-		rec, ent, err := e.seal([][]byte{metricsData}, uint64(max(dataPoints, 0)), now)
+		rec, ent, err := e.seal([][]byte{metricsData}, uint64(max(dataPoints, 0)), now, &sb)
 		if err != nil {
 			return err
 		}
@@ -154,7 +158,7 @@ func (e *Exporter) EnqueueEncoded(metricsData []byte, dataPoints int) error {
 	recs := make([]record, 0, len(chunks))
 	ents := make([]entry, 0, len(chunks))
 	for _, c := range chunks {
-		rec, ent, err := e.seal(chunkParts(c), c.points, now)
+		rec, ent, err := e.seal(chunkParts(c), c.points, now, &sb)
 		if err != nil {
 			return err
 		}
@@ -163,10 +167,44 @@ func (e *Exporter) EnqueueEncoded(metricsData []byte, dataPoints int) error {
 	return e.q.appendRecords(recs, ents)
 }
 
+// sealBuffers are the buffers that compressed records of one Enqueue are
+// built in, taken from a pool and given back once the queue has written or
+// copied the records: a scrape compresses some megabytes a second, and
+// allocating (and zeroing) a fresh buffer for each record cost more CPU than
+// the queue's writes.
+type sealBuffers []*[]byte
+
+var sealPool = sync.Pool{New: func() any { return new([]byte) }}
+
+// maxPooledSeal bounds the buffers kept in the pool.
+const maxPooledSeal = 4 << 20
+
+// get returns an empty buffer of at least n bytes' capacity.
+func (sb *sealBuffers) get(n int) *[]byte {
+	b := sealPool.Get().(*[]byte)
+	if cap(*b) < n {
+		*b = make([]byte, 0, n)
+	}
+	*sb = append(*sb, b)
+	return b
+}
+
+// release gives the buffers back; the records built in them must no longer
+// be used.
+func (sb *sealBuffers) release() {
+	for _, b := range *sb {
+		if cap(*b) <= maxPooledSeal {
+			*b = (*b)[:0]
+			sealPool.Put(b)
+		}
+	}
+	*sb = nil
+}
+
 // seal builds the record of one marshalled request, the concatenation of parts,
-// in the exporter's encoding: compressed into a new buffer, or (uncompressed)
-// referencing parts.
-func (e *Exporter) seal(parts [][]byte, points uint64, now int64) (record, entry, error) {
+// in the exporter's encoding: compressed into a buffer of sb (valid until sb is
+// released), or (uncompressed) referencing parts.
+func (e *Exporter) seal(parts [][]byte, points uint64, now int64, sb *sealBuffers) (record, entry, error) {
 	raw := 0
 	for _, p := range parts {
 		raw += len(p)
@@ -177,12 +215,14 @@ func (e *Exporter) seal(parts [][]byte, points uint64, now int64) (record, entry
 	hdr := new([recordHeaderSize]byte)
 	enc := compressionEncoding(e.cfg.Compression)
 	if enc != encIdentity {
-		seg, crc, err := otlpcompress.AppendSegment(make([]byte, 0, raw/4+64), e.cfg.Compression, parts...)
+		buf := sb.get(raw/8 + 64)
+		seg, crc, err := otlpcompress.AppendSegment(*buf, e.cfg.Compression, parts...)
 		if err != nil {
 			return nil, entry{}, fmt.Errorf("compressing metrics: %w", err)
 		}
 		seg = binary.LittleEndian.AppendUint32(seg, crc)
 		seg = binary.LittleEndian.AppendUint32(seg, uint32(raw))
+		*buf = seg
 		parts = [][]byte{seg}
 	}
 	rec := sealParts(hdr, enc, parts, points, now)

@@ -267,6 +267,7 @@ func (c *Converter) internEnc(b []byte) string {
 
 // release drops a series' reference to its encoded attributes.
 func (c *Converter) release(st *series) {
+	st.keyed = false
 	if st.enc == "" {
 		return
 	}

@@ -99,6 +99,10 @@ type Converter struct {
 	cursor              []int
 
 	newSamples int // see NewSamples
+
+	// Known's recognised series, for AddKnown; keysOff disables both.
+	known   *series
+	keysOff bool
 }
 
 // New returns a Converter for one target.
@@ -156,6 +160,9 @@ func (c *Converter) Add(s *promtext.Sample, extraLabels []promtext.Label) {
 	st := c.lookup(f, s.Labels, extraLabels)
 	if st == nil {
 		return
+	}
+	if len(s.Key) > 0 && r == roleValue && k <= kindSum && !c.keysOff {
+		st.keyHash, st.keyed = maphash.Bytes(c.seed, s.Key), true
 	}
 	if st.fresh {
 		c.newSamples++
@@ -221,4 +228,104 @@ func nsFromSeconds(sec float64) (ns uint64, ok bool) {
 	secs := int64(sec)
 	nanos := int64((sec - float64(secs)) * 1e9)
 	return uint64(secs*1e9 + nanos), true
+}
+
+// Known tells whether s (delivered by promtext.Parser without its labels:
+// Name, Key, Family, Type and Suffix set) is the value sample of the series
+// that the converter expects next in its family, recognised by the sample's
+// Key: the series whose value sample had the same Key when it was last added
+// with its labels. It is promtext.Parser.SkipLabels for a caller whose
+// filtering is a function of the labels alone (the same rules, the same
+// extra labels): after Known returned true, the caller passes the sample to
+// AddKnown instead of filtering it and calling Add. Only counters, gauges and
+// untyped samples are recognised; histograms and summaries always take Add.
+//
+// A caller that changes how it filters, or the format it parses, calls
+// ForgetKeys first: what a Key became is only known for the filtering that
+// made it.
+func (c *Converter) Known(s *promtext.Sample) bool {
+	c.known = nil
+	if c.keysOff || len(s.Key) == 0 {
+		return false
+	}
+	k := kindOf(s.Type)
+	if k == kindDrop || k > kindSum || roleOf(s.Type, s.Suffix) != roleValue {
+		return false
+	}
+	name := s.Family
+	if s.Type == promtext.TypeUnknown || s.Type == promtext.TypeInfo {
+		name = s.Name
+	}
+	f := c.lastFam
+	if f == nil || f.key != string(name) {
+		if f = c.families[string(name)]; f == nil {
+			return false
+		}
+	}
+	if !f.typed || f.typ != s.Type {
+		return false
+	}
+	// The series expected next: before the family's first sample of this
+	// scrape (family has not rotated its lists yet) the first of the last
+	// scrape.
+	var p *series
+	if f.seen == c.gen {
+		if f.cursor < len(f.prev) {
+			p = f.prev[f.cursor]
+		}
+	} else if len(f.series) > 0 {
+		p = f.series[0]
+	}
+	if p == nil || !p.keyed || p.fam != f || p.seen == c.gen || p.kind != k || p.keyHash != maphash.Bytes(c.seed, s.Key) {
+		return false
+	}
+	c.known = p
+	return true
+}
+
+// AddKnown is Add for the sample that Known has just recognised; its labels
+// were not parsed and are not needed.
+func (c *Converter) AddKnown(s *promtext.Sample) {
+	st := c.known
+	c.known = nil
+	if st == nil {
+		panic("promotlp: AddKnown without Known")
+	}
+	if math.Float64bits(s.Value) == staleNaN {
+		c.stats.DroppedStale++
+		return
+	}
+	name := s.Family
+	if s.Type == promtext.TypeUnknown || s.Type == promtext.TypeInfo {
+		name = s.Name
+	}
+	f := c.family(name, s) // Known saw the type: f is st's family
+	if c.overLimit() {
+		return
+	}
+	c.admit(f, st, false)
+	t := c.nowNs
+	if s.HasTimestamp {
+		t = nsFromMs(s.TimestampMs)
+	}
+	st.add(c, roleValue, s, t)
+}
+
+// ForgetKeys forgets what every Key became (see Known): the next scrape adds
+// every sample with its labels. Call it when the filtering in front of Add
+// changes.
+func (c *Converter) ForgetKeys() {
+	for _, head := range c.series {
+		for st := head; st != nil; st = st.next {
+			st.keyed = false
+		}
+	}
+	c.known = nil
+}
+
+// DisableKeys turns Known off for good (it always returns false) and stops
+// remembering keys.
+func (c *Converter) DisableKeys() {
+	c.ForgetKeys()
+	c.keysOff = true
 }

@@ -52,6 +52,10 @@ type series struct {
 	bad        bool
 	encOK      bool
 	fresh      bool // created by this scrape
+	keyed      bool // keyHash is set (Known)
+	// keyHash is the hash of the promtext.Sample.Key of the series' value
+	// sample in the last scrape that delivered it with its labels parsed.
+	keyHash uint64
 }
 
 // seriesExt is the part of a series' state that only histograms and
@@ -130,9 +134,7 @@ func (c *Converter) lookup(f *family, labels, extra []promtext.Label) *series {
 			return st
 		}
 	}
-	if c.opts.SeriesLimit > 0 && c.stats.Series >= c.opts.SeriesLimit {
-		c.stats.DroppedOverLimit++
-		c.stats.LimitHit = true
+	if c.overLimit() {
 		return nil
 	}
 	created := st == nil
@@ -141,7 +143,25 @@ func (c *Converter) lookup(f *family, labels, extra []promtext.Label) *series {
 			c.stats.DroppedInvalid++
 			return nil
 		}
-	} else {
+	}
+	c.admit(f, st, created)
+	return st
+}
+
+// overLimit tells whether the series limit keeps a further series out of
+// the scrape, and counts the dropped sample.
+func (c *Converter) overLimit() bool {
+	if c.opts.SeriesLimit > 0 && c.stats.Series >= c.opts.SeriesLimit {
+		c.stats.DroppedOverLimit++
+		c.stats.LimitHit = true
+		return true
+	}
+	return false
+}
+
+// admit accepts st into the scrape as the next series of f.
+func (c *Converter) admit(f *family, st *series, created bool) {
+	if !created {
 		f.cursor = int(st.pos) + 1 // resynchronise the prediction
 	}
 	st.accept(c.gen, len(f.series))
@@ -149,7 +169,6 @@ func (c *Converter) lookup(f *family, labels, extra []promtext.Label) *series {
 	f.series = append(f.series, st)
 	c.stats.Series++
 	c.lastSeries = st
-	return st
 }
 
 // identity fills c.keyBuf with the unambiguous identity of a series

@@ -26,6 +26,19 @@ const ReadBufferSize = 64 << 10
 // has seen a payload of the same shape; it is not safe for concurrent use.
 // The zero value is ready to use.
 type Parser struct {
+	// SkipLabels, if set, is asked before the labels of a sample line are
+	// parsed, with the sample's Name, Key, Family, Type, Suffix, Help and
+	// Unit filled in (not its Labels or Value). When it returns true the
+	// labels are not parsed: the callback receives the sample with
+	// LabelsSkipped set and Labels nil, and its value and timestamp parsed
+	// and checked as always. A caller must return true only for a Key it
+	// saw delivered with its labels parsed (the bytes are then known to be a
+	// valid label set), which is what makes skipping safe: the labels of a
+	// malformed line are never skipped, and a line is rejected exactly as
+	// without SkipLabels. It is not asked for every line: an OpenMetrics line
+	// with a '#' after its name is always parsed in full.
+	SkipLabels func(*Sample) bool
+
 	s       Sample   // handed to the callback
 	labels  []Label  // backing array of s.Labels
 	unesc   []byte   // unescaped label values of the current line

@@ -133,8 +133,18 @@ type Sample struct {
 	// followed by Suffix.String().
 	Suffix Suffix
 	// Labels are in exposition order, with values unescaped (\\ \" \n).
-	// The le and quantile labels stay bytes like every other label.
+	// The le and quantile labels stay bytes like every other label. Nil
+	// when LabelsSkipped.
 	Labels []Label
+	// Key is the sample's name and label set exactly as written on its line
+	// (up to and including the label set's '}', without what follows): two
+	// samples with the same Key have the same name and labels. A consumer
+	// that remembers what it made of a Key can recognise the sample next
+	// time without its labels (Parser.SkipLabels).
+	Key []byte
+	// LabelsSkipped tells that the labels were not parsed, because
+	// Parser.SkipLabels recognised Key: Labels is nil.
+	LabelsSkipped bool
 	// Value is the sample value, including NaN, +Inf and -Inf.
 	Value float64
 	// TimestampMs is the sample's timestamp in milliseconds since the epoch

@@ -22,8 +22,19 @@ func (p *Parser) parseSample(line []byte) error {
 	if !p.om {
 		i = skipBlanks(line, i)
 	}
+	s := &p.s
+	if p.SkipLabels != nil {
+		if keyEnd, next, ok := p.quickKey(line, n, i); ok {
+			s.Name, s.Key, s.Labels, s.LabelsSkipped = name, line[:keyEnd:keyEnd], nil, true
+			p.classify(s)
+			if p.SkipLabels(s) {
+				return p.sampleTail(line, next, name, s.Key, nil, true)
+			}
+		}
+	}
 	labels := p.labels[:0]
 	p.unesc = p.unesc[:0]
+	keyEnd := n
 	if i < len(line) && line[i] == '{' {
 		var err error
 		labels, i, err = p.parseLabels(line, i+1, labels, true)
@@ -34,19 +45,57 @@ func (p *Parser) parseSample(line []byte) error {
 		if dup := p.duplicateLabel(labels); dup != nil {
 			return p.errorf("duplicate label name %s", quote(dup))
 		}
+		keyEnd = i
 		if !p.om {
 			i = skipBlanks(line, i)
 		}
 	} else if !p.om && i == n && i < len(line) {
 		return p.errorf("invalid character %s after metric name", quote(line[i:i+1]))
 	}
+	return p.sampleTail(line, i, name, line[:keyEnd:keyEnd], labels, false)
+}
+
+// quickKey finds, without parsing the labels, where the sample's key (its
+// name and label set as written) ends, and where the value starts. ok is
+// false for a line it cannot cut this way (an OpenMetrics line with a '#',
+// which may start an exemplar; a text line with garbage after the name):
+// those are parsed in full. In the text format nothing after the label set
+// may hold a '}', so the set ends at the line's last '}'; a line that is
+// malformed in its labels yields a key that no valid line has, so a caller
+// that recognises only keys of lines it saw parsed in full (SkipLabels)
+// never skips the labels of a malformed line.
+func (p *Parser) quickKey(line []byte, n, i int) (keyEnd, next int, ok bool) {
+	if i < len(line) && line[i] == '{' {
+		rest := line[i:]
+		if p.om && bytes.IndexByte(rest, '#') >= 0 {
+			return 0, 0, false
+		}
+		j := bytes.LastIndexByte(rest, '}')
+		if j < 0 {
+			return 0, 0, false
+		}
+		keyEnd = i + j + 1
+		next = keyEnd
+		if !p.om {
+			next = skipBlanks(line, keyEnd)
+		}
+		return keyEnd, next, true
+	}
+	if !p.om && i == n && i < len(line) {
+		return 0, 0, false
+	}
+	return n, i, true
+}
+
+// sampleTail parses what follows the sample's name and labels (from i: the
+// value, the timestamp, an OpenMetrics exemplar) and fills in p.s.
+func (p *Parser) sampleTail(line []byte, i int, name, key []byte, labels []Label, skipped bool) error {
 	if p.om {
 		if i >= len(line) || line[i] != ' ' {
 			return p.errorf("expected a space and a value after %s", quote(line[:i]))
 		}
 		i++
 	}
-
 	end := tokenEnd(line, i)
 	if end == i {
 		return p.errorf("missing value")
@@ -55,7 +104,6 @@ func (p *Parser) parseSample(line []byte) error {
 	if !ok {
 		return p.errorf("invalid value %s", quote(line[i:end]))
 	}
-
 	var ts int64
 	var hasTS bool
 	var err error
@@ -67,11 +115,11 @@ func (p *Parser) parseSample(line []byte) error {
 	if err != nil {
 		return err
 	}
-
 	// Field by field rather than with a composite literal, for the reason
 	// given in parseLabels.
 	s := &p.s
-	s.Name, s.Labels, s.Value, s.TimestampMs, s.HasTimestamp = name, labels, value, ts, hasTS
+	s.Name, s.Key, s.Labels, s.LabelsSkipped = name, key, labels, skipped
+	s.Value, s.TimestampMs, s.HasTimestamp = value, ts, hasTS
 	p.classify(s)
 	return nil
 }
