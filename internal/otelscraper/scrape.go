@@ -65,8 +65,8 @@ type scraper struct {
 	// promotlp.Converter.Known): the job's rules and the payload's format.
 	keysRules  *JobRules
 	keysFormat promtext.Format
-	chunk     promotlp.ChunkOptions // bounds of the chunks a scrape is handed over in
-	consts    []promtext.Label      // scratch: the constLabels a sample lacks
+	chunk      promotlp.ChunkOptions // bounds of the chunks a scrape is handed over in
+	consts     []promtext.Label      // scratch: the constLabels a sample lacks
 	// report adds up, scrape_duration_seconds, scrape_samples_scraped,
 	// scrape_samples_post_metric_relabeling and scrape_series_added to every
 	// scrape, as Prometheus does.

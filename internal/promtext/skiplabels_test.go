@@ -106,15 +106,15 @@ c{a="4"} 16
 func TestSkipLabelsMalformed(t *testing.T) {
 	known := "# TYPE c counter\nc{a=\"1\"} 1\nc 2\n"
 	for _, bad := range []string{
-		"c{a=\"1\"} x\n",           // bad value
-		"c{a=\"1\"} 1 2 3\n",       // garbage after the timestamp
-		"c{a=\"1\"}} 1\n",          // a second brace: another key
-		"c{a=\"1\"} 1 }\n",         // a brace after the value
-		"c-1 2\n",                  // garbage after a known name
-		"c{a=\"1\"\n",              // unterminated
-		"c{a=\"1\"}",               // no value, last line
-		"c{a=\"1\",a=\"1\"} 1\n",   // duplicate label
-		"c{a=\"1\"}1\n",            // no blank: expfmt accepts it
+		"c{a=\"1\"} x\n",          // bad value
+		"c{a=\"1\"} 1 2 3\n",      // garbage after the timestamp
+		"c{a=\"1\"}} 1\n",         // a second brace: another key
+		"c{a=\"1\"} 1 }\n",        // a brace after the value
+		"c-1 2\n",                 // garbage after a known name
+		"c{a=\"1\"\n",             // unterminated
+		"c{a=\"1\"}",              // no value, last line
+		"c{a=\"1\",a=\"1\"} 1\n",  // duplicate label
+		"c{a=\"1\"}1\n",           // no blank: expfmt accepts it
 		"c\t{a=\"1\"}\t1\t1000\n", // tabs
 	} {
 		data := []byte(known + bad)
