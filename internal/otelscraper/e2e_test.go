@@ -143,7 +143,10 @@ func TestScrapeToOTLP(t *testing.T) {
 	}
 
 	// Outage: the receiver goes away, scraping goes on, then it comes back:
-	// every scrape arrives, none twice.
+	// every scrape arrives, none twice but a request that was in flight when
+	// the receiver stopped (it may have stored it and died before answering:
+	// delivery is at least once).
+	stopped := uint64(time.Now().UnixNano())
 	recv.Stop()
 	before := target.scrapes.Load()
 	testkit.Eventually(t, "three scrapes during the outage", func() bool { return target.scrapes.Load() >= before+3 })
@@ -168,7 +171,11 @@ func TestScrapeToOTLP(t *testing.T) {
 	resets := 0
 	for i, p := range counters {
 		if seen[p.TimeUnixNano] {
-			t.Fatalf("scrape at %d delivered twice", p.TimeUnixNano)
+			if p.TimeUnixNano >= stopped {
+				t.Fatalf("scrape at %d (after the receiver stopped) delivered twice", p.TimeUnixNano)
+			}
+			t.Logf("scrape at %d, in flight when the receiver stopped, delivered twice", p.TimeUnixNano)
+			continue
 		}
 		seen[p.TimeUnixNano] = true
 		if i > 0 && p.Value < counters[i-1].Value {

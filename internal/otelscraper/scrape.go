@@ -35,7 +35,7 @@ const maxBody = 64 << 20
 
 // DefaultChunkDataPoints is the default of --queue.record-max-data-points: the
 // data points of one chunk a scrape is encoded and queued in.
-const DefaultChunkDataPoints = 2000
+const DefaultChunkDataPoints = 8000
 
 // Sink receives the OTLP data of a scrape (the exporter's EnqueueEncoded), in
 // chunks: each an encoded MetricsData message holding dataPoints data points.
