@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds a real kube-apiserver and etcd from the Go module proxy into a cache folder
-# outside the repository, keyed by version, and prints that folder. A second call with
-# the binaries present returns at once.
+# outside the repository, keyed by version, and prints that folder; on Linux also the
+# node binaries of scripts/clusterbins.sh, in the same build (TRELLIS_TESTENV_NODE_BINS=false
+# skips them). A second call with kube-apiserver and etcd present returns at once.
 #
 #   scripts/testenv.sh            build if missing, print the folder
 #   scripts/testenv.sh --path     print the folder only (no build)
@@ -30,25 +31,16 @@ fi
 
 log() { echo "testenv: $*" >&2; }
 start=$(date +%s)
-log "building kube-apiserver $K8S_VERSION and etcd $ETCD_VERSION into $dir (cold: 10-20 minutes)"
+log "building kube-apiserver $K8S_VERSION and etcd $ETCD_VERSION (on Linux also $k8s_node_bins) into $dir (cold: 15-25 minutes)"
 
-mkdir -p "$dir"
-work=$(mktemp -d "$cache_root/testenv/build.XXXXXX")
-trap 'rm -rf "$work"' EXIT
-
-export GOWORK=off GOFLAGS=-mod=mod CGO_ENABLED=0
-
-k8s_wrapper_write "$work" trellis.local/testenv-build "k8s.io/kubernetes $K8S_VERSION" "go.etcd.io/etcd/server/v3 $ETCD_VERSION" -- \
-  go.etcd.io/etcd/server/v3 \
-  k8s.io/kubernetes/cmd/kube-apiserver
-k8s_wrapper_tidy "$work"
-cd "$work"
-ldflags=$(k8s_ldflags)
-go build -trimpath -ldflags "$ldflags" -o "$work/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver
-go build -trimpath -ldflags "-s -w" -o "$work/etcd" go.etcd.io/etcd/server/v3
-
-# Move into place only when both built, so a broken build never looks cached.
-mv "$work/etcd" "$dir/etcd"
-mv "$work/kube-apiserver" "$dir/kube-apiserver"
+bins="kube-apiserver etcd"
+# On Linux the node binaries of `make cluster` and the e2e are built in the same go
+# build: they share most packages with kube-apiserver, and built later on their own
+# they would compile them again.
+if [ "$(uname -s)" = Linux ] && [ "${TRELLIS_TESTENV_NODE_BINS:-true}" = true ]; then
+  for b in $k8s_node_bins; do [ -x "$dir/$b" ] || bins="$bins $b"; done
+fi
+# shellcheck disable=SC2086
+k8s_build "$dir" $bins
 log "built in $(( $(date +%s) - start ))s"
 echo "$dir"

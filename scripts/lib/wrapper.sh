@@ -67,3 +67,50 @@ k8s_ldflags() {
   minor=${minor%%.*}
   echo "-s -w -X k8s.io/component-base/version.gitVersion=$K8S_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor -X k8s.io/component-base/version.gitTreeState=clean"
 }
+
+# k8s_node_bins: the Kubernetes commands a single-node cluster needs besides
+# kube-apiserver and etcd (scripts/clusterbins.sh, internal/cluster).
+k8s_node_bins="kubelet kube-controller-manager kube-scheduler kube-proxy"
+
+# k8s_build DIR BIN...: builds the named binaries (kube-apiserver, etcd and those
+# of $k8s_node_bins) at $K8S_VERSION/$ETCD_VERSION into DIR, through one throw-away
+# wrapper module that requires Kubernetes and etcd together. testenv.sh and
+# clusterbins.sh both build through it, so the dependency versions are the same
+# for every binary and a second build reuses the first one's compiled packages
+# (two wrapper modules with different requirements resolve different versions of
+# grpc, otel, protobuf... and share almost nothing in the build cache). The
+# Kubernetes commands are built by one go build, which links them in parallel.
+k8s_build() {
+  local dir=$1 work ldflags b
+  shift
+  local k8s=() etcd=false
+  for b in "$@"; do
+    if [ "$b" = etcd ]; then etcd=true; else k8s+=("$b"); fi
+  done
+  mkdir -p "$dir"
+  work=$(mktemp -d "$(dirname "$dir")/build.XXXXXX")
+  # shellcheck disable=SC2064
+  trap "rm -rf '$work'" EXIT
+  (
+    export GOWORK=off GOFLAGS=-mod=mod CGO_ENABLED=0
+    k8s_wrapper_write "$work" trellis.local/k8s-build "k8s.io/kubernetes $K8S_VERSION" "go.etcd.io/etcd/server/v3 $ETCD_VERSION" -- \
+      go.etcd.io/etcd/server/v3 \
+      k8s.io/kubernetes/cmd/kube-apiserver \
+      k8s.io/kubernetes/cmd/kube-controller-manager \
+      k8s.io/kubernetes/cmd/kube-proxy \
+      k8s.io/kubernetes/cmd/kube-scheduler \
+      k8s.io/kubernetes/cmd/kubelet
+    k8s_wrapper_tidy "$work"
+    cd "$work"
+    ldflags=$(k8s_ldflags)
+    if [ ${#k8s[@]} -gt 0 ]; then
+      local pkgs=()
+      for b in "${k8s[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$b"); done
+      go build -trimpath -ldflags "$ldflags" -o "$work/bin/" "${pkgs[@]}"
+    fi
+    if $etcd; then
+      go build -trimpath -ldflags "-s -w" -o "$work/bin/etcd" go.etcd.io/etcd/server/v3
+    fi
+  )
+  for b in "$@"; do mv "$work/bin/$b" "$dir/$b"; done
+}
