@@ -120,19 +120,17 @@ func (t *tracer) dump(ctx context.Context) (uint32, error) {
 	t.checkAccounting()
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	cpu := threadCPU()
 	// A conntrack.Conn receives on a thread of its own (the kernel's part of
 	// the dump), which counts too.
 	reader, _ := t.src.(interface{ ReaderCPU() time.Duration })
-	if reader != nil {
-		cpu -= reader.ReaderCPU()
-	}
-	dumpCPU := func() time.Duration {
+	used := func() time.Duration {
 		if reader != nil {
-			return threadCPU() + reader.ReaderCPU() - cpu
+			return threadCPU() + reader.ReaderCPU()
 		}
-		return threadCPU() - cpu
+		return threadCPU()
 	}
+	cpu := used()
+	dumpCPU := func() time.Duration { return used() - cpu }
 	start := time.Now()
 	epoch := t.p.BeginDump()
 	entries := 0
