@@ -120,17 +120,19 @@ func (t *tracer) dump(ctx context.Context) (uint32, error) {
 	t.checkAccounting()
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
+	cpu := threadCPU()
 	// A conntrack.Conn receives on a thread of its own (the kernel's part of
 	// the dump), which counts too.
 	reader, _ := t.src.(interface{ ReaderCPU() time.Duration })
-	used := func() time.Duration {
-		if reader != nil {
-			return threadCPU() + reader.ReaderCPU()
-		}
-		return threadCPU()
+	if reader != nil {
+		cpu -= reader.ReaderCPU()
 	}
-	cpu := used()
-	dumpCPU := func() time.Duration { return used() - cpu }
+	dumpCPU := func() time.Duration {
+		if reader != nil {
+			return threadCPU() + reader.ReaderCPU() - cpu
+		}
+		return threadCPU() - cpu
+	}
 	start := time.Now()
 	epoch := t.p.BeginDump()
 	entries := 0
