@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"runtime"
 	"sync"
 	"time"
 
@@ -41,11 +40,9 @@ type Options struct {
 type Conn struct {
 	opts Options
 
-	mu        sync.Mutex
-	dump      *nlSocket // nil after a failed dump: reopened by the next one
-	closed    bool
-	bufs      [][]byte      // a dump's receive buffers (dumpOn)
-	readerCPU time.Duration // see ReaderCPU
+	mu     sync.Mutex
+	dump   *nlSocket // nil after a failed dump: reopened by the next one
+	closed bool
 }
 
 // Dial opens the dump socket; event sockets are opened by Listen.
@@ -116,22 +113,6 @@ func (c *Conn) Dump(ctx context.Context, fn func(*Flow)) error {
 	return nil
 }
 
-// dumpBuffers is how many receive buffers a dump cycles through: one being
-// filled by the reader, the others waiting or being decoded.
-const dumpBuffers = 4
-
-// dumpBatch is one datagram of a dump, handed from the reader to the decoder.
-type dumpBatch struct {
-	b   []byte
-	err error
-}
-
-// dumpOn runs one dump in two goroutines: a reader that receives the
-// datagrams (in whose recvmsg calls the kernel builds the next ones: most of
-// a dump's cost) and the caller's, which decodes them and calls fn, so that
-// the two overlap on a machine with more than one core. The reader stops after
-// the datagram that ends the dump; it runs on its own OS thread, whose CPU
-// time is added to c.readerCPU.
 func (c *Conn) dumpOn(ctx context.Context, s *nlSocket, fn func(*Flow)) error {
 	s.seq++
 	seq := s.seq
@@ -145,63 +126,15 @@ func (c *Conn) dumpOn(ctx context.Context, s *nlSocket, fn func(*Flow)) error {
 	if err := s.send(req); err != nil {
 		return err
 	}
-	if len(c.bufs) < dumpBuffers {
-		c.bufs = make([][]byte, dumpBuffers)
-		for i := range c.bufs {
-			c.bufs[i] = make([]byte, recvBufSize)
-		}
-	}
-	full := make(chan dumpBatch, dumpBuffers)
-	free := make(chan []byte, dumpBuffers)
-	for _, b := range c.bufs {
-		free <- b
-	}
-	quit := make(chan struct{})
-	readerDone := make(chan time.Duration, 1)
-	go func() {
-		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
-		cpu := threadCPU()
-		defer func() { readerDone <- threadCPU() - cpu }()
-		for {
-			var buf []byte
-			select {
-			case buf = <-free:
-			case <-quit:
-				return
-			}
-			b, err := s.recvInto(buf[:cap(buf)], nil)
-			full <- dumpBatch{b: b, err: err}
-			if err != nil || endsDump(b, seq) {
-				return
-			}
-		}
-	}()
-	err := decodeDump(full, free, seq, fn)
-	close(quit)
-	if err != nil {
-		// The reader may wait for a datagram that does not come (a malformed
-		// one ended the dump early): wake it.
-		_ = s.f.SetReadDeadline(time.Unix(1, 0))
-	}
-	c.readerCPU += <-readerDone
-	return err
-}
-
-// decodeDump decodes the datagrams the reader sends on full until the end
-// of the dump and gives each buffer back on free.
-func decodeDump(full <-chan dumpBatch, free chan<- []byte, seq uint32, fn func(*Flow)) error {
 	var f Flow
 	entries := 0
 	for {
-		bt := <-full
-		if bt.err != nil {
-			return bt.err
+		b, err := s.recv(nil)
+		if err != nil {
+			return err
 		}
-		b := bt.b
 		for len(b) > 0 {
 			var m nlMsg
-			var err error
 			if m, b, err = nextMsg(b); err != nil {
 				return err
 			}
@@ -229,49 +162,7 @@ func decodeDump(full <-chan dumpBatch, free chan<- []byte, seq uint32, fn func(*
 				fn(&f)
 			}
 		}
-		free <- bt.b
 	}
-}
-
-// endsDump tells whether datagram b ends the dump with sequence number seq
-// (its NLMSG_DONE, an error, an interrupted dump) or cannot be framed: the
-// reader reads no further. It reads only the message headers.
-func endsDump(b []byte, seq uint32) bool {
-	for len(b) > 0 {
-		m, rest, err := nextMsg(b)
-		if err != nil {
-			return true
-		}
-		b = rest
-		if m.seq != seq {
-			continue
-		}
-		if m.flags&nlmFDumpIntr != 0 || m.typ == nlmsgDone {
-			return true
-		}
-		if m.typ == nlmsgError && errnoOf(m.data) != nil {
-			return true
-		}
-	}
-	return false
-}
-
-// ReaderCPU is the CPU time (user and system) that the reader threads of all
-// dumps so far used: the kernel's work of building the dumps' messages, done in
-// the reader's receive calls. The caller's own thread did the decoding.
-func (c *Conn) ReaderCPU() time.Duration {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.readerCPU
-}
-
-// threadCPU is the calling thread's CPU time (user and system).
-func threadCPU() time.Duration {
-	var ru unix.Rusage
-	if unix.Getrusage(unix.RUSAGE_THREAD, &ru) != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // Handlers receive what an event listener sees. Only Event is required.

@@ -133,11 +133,6 @@ func (s *nlSocket) recv(idle func(since time.Time)) ([]byte, error) {
 }
 
 func (s *nlSocket) recvOnce(idle func(since time.Time)) ([]byte, error) {
-	return s.recvInto(s.buf, idle)
-}
-
-// recvInto is recvOnce into buf (of recvBufSize bytes) instead of s.buf.
-func (s *nlSocket) recvInto(buf []byte, idle func(since time.Time)) ([]byte, error) {
 	if idle != nil {
 		if err := s.f.SetReadDeadline(time.Now().Add(idleRecheck)); err != nil {
 			return nil, err
@@ -150,7 +145,7 @@ func (s *nlSocket) recvInto(buf []byte, idle func(since time.Time)) ([]byte, err
 		if idle != nil {
 			since = time.Now()
 		}
-		n, _, err = unix.Recvfrom(int(fd), buf, unix.MSG_TRUNC)
+		n, _, err = unix.Recvfrom(int(fd), s.buf, unix.MSG_TRUNC)
 		if err == unix.EAGAIN {
 			if idle != nil {
 				idle(since)
@@ -165,10 +160,10 @@ func (s *nlSocket) recvInto(buf []byte, idle func(since time.Time)) ([]byte, err
 	if err != nil {
 		return nil, err
 	}
-	if n > len(buf) {
+	if n > len(s.buf) {
 		return nil, fmt.Errorf("%w: %d bytes", errTruncated, n)
 	}
-	return buf[:n], nil
+	return s.buf[:n], nil
 }
 
 // netlink message header (struct nlmsghdr) and constants.

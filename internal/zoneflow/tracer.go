@@ -113,26 +113,14 @@ func (t *tracer) indexLoop(ctx context.Context) error {
 }
 
 // dump runs one full dump through the processor and returns its epoch. It
-// runs on one locked OS thread, whose CPU time is the dump's (decoding and
-// accounting), together with that of the source's receiving thread (the
-// kernel building the dump's messages in its recvmsg calls).
+// runs on one locked OS thread, whose CPU time is the dump's: the kernel
+// building the dump's messages (in the thread's recvmsg calls), decoding and
+// accounting.
 func (t *tracer) dump(ctx context.Context) (uint32, error) {
 	t.checkAccounting()
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	cpu := threadCPU()
-	// A conntrack.Conn receives on a thread of its own (the kernel's part of
-	// the dump), which counts too.
-	reader, _ := t.src.(interface{ ReaderCPU() time.Duration })
-	if reader != nil {
-		cpu -= reader.ReaderCPU()
-	}
-	dumpCPU := func() time.Duration {
-		if reader != nil {
-			return threadCPU() + reader.ReaderCPU() - cpu
-		}
-		return threadCPU() - cpu
-	}
 	start := time.Now()
 	epoch := t.p.BeginDump()
 	entries := 0
@@ -142,12 +130,12 @@ func (t *tracer) dump(ctx context.Context) (uint32, error) {
 	})
 	if err != nil {
 		t.m.dumps.WithLabelValues("error").Inc()
-		t.m.dumpCPU.Add(dumpCPU().Seconds())
+		t.m.dumpCPU.Add((threadCPU() - cpu).Seconds())
 		return epoch, err
 	}
 	t.p.EndDump()
 	t.m.dumpDuration.Observe(time.Since(start).Seconds())
-	t.m.dumpCPU.Add(dumpCPU().Seconds())
+	t.m.dumpCPU.Add((threadCPU() - cpu).Seconds())
 	t.m.dumpEntries.Set(float64(entries))
 	t.m.dumps.WithLabelValues("success").Inc()
 	if t.gc != nil {
