@@ -108,7 +108,7 @@ $(KUSTOMIZE):
 	GOBIN=$(dir $@) GOWORK=off GOFLAGS= $(GO) install sigs.k8s.io/kustomize/kustomize/v5@$(KUSTOMIZE_VERSION)
 
 .PHONY: testenv
-testenv: ## Build kube-apiserver and etcd into the cache outside the repo (cold 5-20 min, then instant).
+testenv: ## Build kube-apiserver and etcd (on Linux with the node binaries of make cluster, in the same go build) into the cache outside the repo (cold 15-25 min, then instant).
 	@scripts/testenv.sh >/dev/null
 
 # The real gardener-resource-manager (v1.149.3, from the Go module proxy) for
