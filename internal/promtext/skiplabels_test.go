@@ -9,9 +9,10 @@ import (
 // keyMemo remembers the labels of every Key it saw delivered with its labels
 // parsed, and recognises those keys in later parses (SkipLabels).
 type keyMemo struct {
-	labels map[string][]lbl
-	skip   bool // recognise known keys (otherwise only learn)
-	asked  int
+	labels  map[string][]lbl
+	skip    bool // recognise known keys (otherwise only learn)
+	asked   int
+	skipped int
 }
 
 func newKeyMemo() *keyMemo { return &keyMemo{labels: make(map[string][]lbl)} }
@@ -19,7 +20,11 @@ func newKeyMemo() *keyMemo { return &keyMemo{labels: make(map[string][]lbl)} }
 func (m *keyMemo) skipLabels(s *Sample) bool {
 	m.asked++
 	_, ok := m.labels[string(s.Key)]
-	return m.skip && ok
+	if m.skip && ok {
+		m.skipped++
+		return true
+	}
+	return false
 }
 
 // parse parses data with p and m as SkipLabels; skipped samples get the
@@ -52,6 +57,18 @@ func (m *keyMemo) parse(t *testing.T, p *Parser, data []byte, f Format, reader b
 	return out, p.Parse(data, f, fn)
 }
 
+// relearn parses learn with a new keyMemo and Parser (learning its keys),
+// then data with the same Parser, recognising the keys learnt.
+func relearn(t *testing.T, learn, data []byte, f Format, reader bool) (*keyMemo, []rec, error) {
+	t.Helper()
+	m := newKeyMemo()
+	var p Parser
+	_, _ = m.parse(t, &p, learn, f, false)
+	m.skip, m.asked = true, 0
+	got, err := m.parse(t, &p, data, f, reader)
+	return m, got, err
+}
+
 func TestSkipLabelsKnownKeys(t *testing.T) {
 	first := []byte(`# TYPE c counter
 c{a="1",b="x\"y"} 1
@@ -69,34 +86,11 @@ g{path="/a}b"} 15
 c{a="4"} 16
 `)
 	for _, reader := range []bool{false, true} {
-		m := newKeyMemo()
-		var p Parser
-		if _, err := m.parse(t, &p, first, FormatText, reader); err != nil {
-			t.Fatal(err)
-		}
-		m.skip = true
-		skipped := 0
-		p.SkipLabels = func(s *Sample) bool {
-			ok := m.skipLabels(s)
-			if ok {
-				skipped++
-			}
-			return ok
-		}
-		var got []rec
-		err := p.Parse(second, FormatText, func(s *Sample) error {
-			r := toRec(s)
-			if s.LabelsSkipped {
-				r.Labels = m.labels[string(s.Key)]
-			}
-			got = append(got, r)
-			return nil
-		})
-		p.SkipLabels = nil
+		m, got, err := relearn(t, first, second, FormatText, reader)
 		want, wantErr := parseAll(second, FormatText)
 		sameResult(t, "second scrape", got, err, want, wantErr)
-		if skipped != 5 {
-			t.Fatalf("skipped the labels of %d samples, want 5 (all but the new series)", skipped)
+		if m.skipped != 5 {
+			t.Fatalf("skipped the labels of %d samples, want 5 (all but the new series)", m.skipped)
 		}
 	}
 }
@@ -118,13 +112,7 @@ func TestSkipLabelsMalformed(t *testing.T) {
 		"c\t{a=\"1\"}\t1\t1000\n", // tabs
 	} {
 		data := []byte(known + bad)
-		m := newKeyMemo()
-		var p Parser
-		if _, err := m.parse(t, &p, []byte(known), FormatText, false); err != nil {
-			t.Fatal(err)
-		}
-		m.skip = true
-		got, err := m.parse(t, &p, data, FormatText, false)
+		_, got, err := relearn(t, []byte(known), data, FormatText, false)
 		want, wantErr := parseAll(data, FormatText)
 		sameResult(t, bad, got, err, want, wantErr)
 	}
@@ -139,13 +127,7 @@ c_total{a="2"} 2 1700000000.5
 c_total 3
 # EOF
 `)
-	m := newKeyMemo()
-	var p Parser
-	if _, err := m.parse(t, &p, data, FormatOpenMetrics, false); err != nil {
-		t.Fatal(err)
-	}
-	m.skip, m.asked = true, 0
-	got, err := m.parse(t, &p, data, FormatOpenMetrics, false)
+	m, got, err := relearn(t, data, data, FormatOpenMetrics, false)
 	want, wantErr := parseAll(data, FormatOpenMetrics)
 	sameResult(t, "openmetrics", got, err, want, wantErr)
 	if m.asked != 2 {
@@ -167,13 +149,9 @@ func FuzzSkipLabels(f *testing.F) {
 		if om {
 			format = FormatOpenMetrics
 		}
-		m := newKeyMemo()
-		var p Parser
-		_, _ = m.parse(t, &p, learn, format, false)
-		m.skip = true
 		want, wantErr := parseAll(data, format)
 		for _, reader := range []bool{false, true} {
-			got, err := m.parse(t, &p, data, format, reader)
+			_, got, err := relearn(t, learn, data, format, reader)
 			var pe *ParseError
 			if err != nil && !errors.As(err, &pe) {
 				t.Fatalf("error %v is not a *ParseError", err)
