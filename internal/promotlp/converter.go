@@ -100,9 +100,7 @@ type Converter struct {
 
 	newSamples int // see NewSamples
 
-	// Known's recognised series, for AddKnown; keysOff disables both.
-	known   *series
-	keysOff bool
+	known *series // Known's recognised series, for AddKnown
 }
 
 // New returns a Converter for one target.
@@ -148,11 +146,7 @@ func (c *Converter) Add(s *promtext.Sample, extraLabels []promtext.Label) {
 		c.stats.DroppedInvalid++
 		return
 	}
-	name := s.Family
-	if s.Type == promtext.TypeUnknown || s.Type == promtext.TypeInfo {
-		name = s.Name // an info family x is exposed (and named by Prometheus) as x_info
-	}
-	f := c.family(name, s)
+	f := c.family(exposedName(s), s)
 	if f == nil {
 		c.stats.DroppedInvalid++
 		return
@@ -161,7 +155,7 @@ func (c *Converter) Add(s *promtext.Sample, extraLabels []promtext.Label) {
 	if st == nil {
 		return
 	}
-	if len(s.Key) > 0 && r == roleValue && k <= kindSum && !c.keysOff {
+	if len(s.Key) > 0 && r == roleValue && k <= kindSum {
 		st.keyHash, st.keyed = maphash.Bytes(c.seed, s.Key), true
 	}
 	if st.fresh {
@@ -245,24 +239,15 @@ func nsFromSeconds(sec float64) (ns uint64, ok bool) {
 // made it.
 func (c *Converter) Known(s *promtext.Sample) bool {
 	c.known = nil
-	if c.keysOff || len(s.Key) == 0 {
+	if len(s.Key) == 0 {
 		return false
 	}
 	k := kindOf(s.Type)
 	if k == kindDrop || k > kindSum || roleOf(s.Type, s.Suffix) != roleValue {
 		return false
 	}
-	name := s.Family
-	if s.Type == promtext.TypeUnknown || s.Type == promtext.TypeInfo {
-		name = s.Name
-	}
-	f := c.lastFam
-	if f == nil || f.key != string(name) {
-		if f = c.families[string(name)]; f == nil {
-			return false
-		}
-	}
-	if !f.typed || f.typ != s.Type {
+	f := c.lookupFamily(exposedName(s))
+	if f == nil || !f.typed || f.typ != s.Type {
 		return false
 	}
 	// The series expected next: before the family's first sample of this
@@ -295,11 +280,7 @@ func (c *Converter) AddKnown(s *promtext.Sample) {
 		c.stats.DroppedStale++
 		return
 	}
-	name := s.Family
-	if s.Type == promtext.TypeUnknown || s.Type == promtext.TypeInfo {
-		name = s.Name
-	}
-	f := c.family(name, s) // Known saw the type: f is st's family
+	f := c.family(exposedName(s), s) // Known saw the type: f is st's family
 	if c.overLimit() {
 		return
 	}
@@ -323,9 +304,12 @@ func (c *Converter) ForgetKeys() {
 	c.known = nil
 }
 
-// DisableKeys turns Known off for good (it always returns false) and stops
-// remembering keys.
-func (c *Converter) DisableKeys() {
-	c.ForgetKeys()
-	c.keysOff = true
+// exposedName is the name of the family a sample is converted into: its
+// family's, but an untyped sample's own name, and an info family x is exposed
+// (and named by Prometheus) as x_info.
+func exposedName(s *promtext.Sample) []byte {
+	if s.Type == promtext.TypeUnknown || s.Type == promtext.TypeInfo {
+		return s.Name
+	}
+	return s.Family
 }

@@ -144,16 +144,13 @@ type family struct {
 // returns nil when an earlier sample of this scrape gave the family another
 // type.
 func (c *Converter) family(name []byte, s *promtext.Sample) *family {
-	f := c.lastFam
-	if f == nil || f.key != string(name) {
-		f = c.families[string(name)]
-		if f == nil {
-			key := string(name)
-			f = &family{key: key, name: validUTF8(key)}
-			c.families[key] = f
-		}
-		c.lastFam = f
+	f := c.lookupFamily(name)
+	if f == nil {
+		key := string(name)
+		f = &family{key: key, name: validUTF8(key)}
+		c.families[key] = f
 	}
+	c.lastFam = f
 	if f.seen == c.gen {
 		if f.typ != s.Type {
 			return nil
@@ -177,6 +174,15 @@ func (c *Converter) family(name []byte, s *promtext.Sample) *family {
 	}
 	c.order = append(c.order, f)
 	return f
+}
+
+// lookupFamily returns the known family of this exposed name, or nil; it
+// changes nothing.
+func (c *Converter) lookupFamily(name []byte) *family {
+	if f := c.lastFam; f != nil && f.key == string(name) {
+		return f
+	}
+	return c.families[string(name)]
 }
 
 // metadata returns the shared metric metadata of type t.
