@@ -185,11 +185,14 @@ func TestAdmissionPolicyOwnNodeOnly(t *testing.T) {
 	cl.createPod("mine", nil, nil)
 	other.createPod("theirs", nil, nil)
 	cl.createPod("unscheduled", nil, func(p *corev1.Pod) { p.Spec.NodeName = "" })
-	evict := func(c kubernetes.Interface, name string) error {
-		return c.PolicyV1().Evictions(cl.ns).Evict(ctx, &policyv1.Eviction{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: cl.ns}})
+	evict := func(c kubernetes.Interface, name string, dryRun ...string) error {
+		return c.PolicyV1().Evictions(cl.ns).Evict(ctx, &policyv1.Eviction{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: cl.ns},
+			DeleteOptions: &metav1.DeleteOptions{DryRun: dryRun}})
 	}
+	// Each policy is loaded on its own: poll with a dry run, so that an
+	// eviction let through before this policy is in force deletes nothing.
 	testkit.Eventually(cl.t, "eviction policy in force", func() bool {
-		return forbiddenBy(evict(bound, "theirs"), "may evict only pods bound to its own Node")
+		return forbiddenBy(evict(bound, "theirs", metav1.DryRunAll), "may evict only pods bound to its own Node")
 	})
 	if err := evict(bound, "theirs"); err == nil || !strings.Contains(err.Error(), "event-watcher on node "+cl.node+" may evict only pods bound to its own Node, not "+cl.ns+"/theirs") {
 		t.Errorf("eviction of another node's pod: %v", err)
