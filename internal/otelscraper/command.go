@@ -70,6 +70,7 @@ func run(ctx context.Context, d *daemon.Daemon, o *Options) error {
 		mg := newManager(current, exp.EnqueueEncoded, m, d.Logger, o.resourceAttrs)
 		mg.chunk = o.chunkOptions()
 		mg.report = o.ReportMetrics
+		mg.acceptGzip = o.AcceptGzip
 		o.stateFiles(mg)
 		mg.sync(ctx, o.Discovery.targets(nil, nil))
 		<-ctx.Done()
@@ -117,6 +118,7 @@ func run(ctx context.Context, d *daemon.Daemon, o *Options) error {
 	mg := newManager(rules.Current, exp.EnqueueEncoded, m, d.Logger, o.resourceAttrs)
 	mg.chunk = o.chunkOptions()
 	mg.report = o.ReportMetrics
+	mg.acceptGzip = o.AcceptGzip
 	o.stateFiles(mg)
 	defer mg.wait()
 	// Target changes arrive through the informers; a slow resync also picks up

@@ -20,6 +20,8 @@ type manager struct {
 	// report: every scrape adds up, scrape_duration_seconds, ... (Prometheus'
 	// report series); on in the daemon.
 	report bool
+	// acceptGzip asks targets for gzip-compressed responses.
+	acceptGzip bool
 	// stateDir holds the start-time state files (empty: none), written every
 	// saveEvery and at the end of each scrape loop.
 	stateDir  string
@@ -73,6 +75,7 @@ func (mg *manager) sync(ctx context.Context, targets []Target) {
 			s.chunk = mg.chunk
 		}
 		s.report = mg.report
+		s.acceptGzip = mg.acceptGzip
 		if mg.stateDir != "" {
 			s.startsFile, s.saveEvery = startsPath(mg.stateDir, k), mg.saveEvery
 		}

@@ -34,6 +34,8 @@ type Options struct {
 
 	Interval      time.Duration
 	ReportMetrics bool
+	// AcceptGzip asks targets for gzip-compressed responses.
+	AcceptGzip bool
 	// StateSaveInterval: how often start-time state is written; negative: never.
 	StateSaveInterval time.Duration
 
@@ -73,6 +75,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	d := &o.Discovery
 	fs.DurationVar(&o.Interval, "scrape.interval", 15*time.Second, "Default interval between scrapes of a target.")
 	fs.BoolVar(&o.ReportMetrics, "scrape.report-metrics", true, "Export with every scrape the series Prometheus adds to a direct scrape of the target: up, scrape_duration_seconds, scrape_samples_scraped, scrape_samples_post_metric_relabeling, scrape_series_added (gauges of the target's resource: job and instance after Prometheus' OTLP translation).")
+	fs.BoolVar(&o.AcceptGzip, "scrape.accept-gzip", false, "Ask targets for gzip-compressed responses (Accept-Encoding: gzip, as Prometheus' enable_compression). Off: the targets are on this node, where compressing costs the target and this daemon CPU and saves no network; a gzip response sent unasked is read all the same.")
 	fs.DurationVar(&d.Timeout, "scrape.timeout", 10*time.Second, "Timeout of one scrape (capped at the target's interval).")
 	fs.StringVar(&d.NodeAddress, "node.address", os.Getenv(NodeIPEnv), "IP or host name of this node for kubelet and node-exporter (default $"+NodeIPEnv+", else the Node's InternalIP).")
 	fs.BoolVar(&d.Kubelet, "kubelet.enabled", true, "Scrape the kubelet's /metrics, /metrics/cadvisor and /metrics/resource.")

@@ -21,6 +21,8 @@ import (
 	resourcepb "go.opentelemetry.io/proto/otlp/resource/v1"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/klauspost/compress/gzip"
+
 	"github.com/trellis-garden/trellis/internal/promotlp"
 	"github.com/trellis-garden/trellis/internal/promtext"
 	"github.com/trellis-garden/trellis/internal/version"
@@ -72,6 +74,10 @@ type scraper struct {
 	// scrape, as Prometheus does.
 	report bool
 	sample promtext.Sample // scratch for the report samples
+	// acceptGzip asks the target for a gzip-compressed response, as
+	// Prometheus does by default (enable_compression).
+	acceptGzip bool
+	gz         *gzip.Reader // reused for gzip-compressed responses
 
 	// Start-time state across restarts: the file (empty: none), how often it
 	// is written besides at the end of run, when it was last written, and
@@ -130,7 +136,9 @@ func httpClient(t Target) (*http.Client, error) {
 			TLSClientConfig:     tlsCfg,
 			MaxIdleConnsPerHost: 1,
 			IdleConnTimeout:     2 * t.Interval,
-			DisableCompression:  false,
+			// The scraper asks for gzip itself (--scrape.accept-gzip) and
+			// decompresses what a target compressed whether asked or not.
+			DisableCompression: true,
 		},
 	}, nil
 }
@@ -209,29 +217,21 @@ func (s *scraper) scrapeOnce(ctx context.Context, now time.Time) {
 	}
 	resp, err := s.get(ctx)
 	if err != nil {
-		dur := time.Since(now)
-		s.m.scrapeDuration.WithLabelValues(job, s.target.instance()).Set(dur.Seconds())
-		s.failed(ctx, err, dur)
-		if s.report {
-			// up 0 and the other report series; the target's series are not
-			// forgotten (a partial scrape).
-			s.conv.Begin(now)
-			s.addReport(now, false, dur, 0, 0, 0)
-			chunk := s.chunk
-			chunk.Partial = true
-			out, _, sinkErr := s.conv.FinishChunks(s.out, s.resource, s.scope, chunk, s.sink)
-			s.out = out
-			if sinkErr != nil {
-				s.log.Error("cannot queue scraped data", "err", sinkErr.Error())
-			}
-		}
+		s.unreachable(ctx, now, err)
 		return
 	}
 	defer resp.Body.Close()
+	raw, err := s.decoded(resp)
+	if err != nil {
+		s.unreachable(ctx, now, err)
+		return
+	}
 	s.conv.Begin(now)
 	consts := jr.ConstLabels()
 	scraped, kept := 0, 0
-	body := &limitedReader{r: resp.Body, n: maxBody}
+	// The limit applies to the decompressed bytes: a small compressed body
+	// can expand without bound.
+	body := &limitedReader{r: raw, n: maxBody}
 	format := promtext.FormatFromContentType(resp.Header.Get("Content-Type"))
 	// A sample line that is byte for byte the one a known series had in the
 	// last scrape is that series again: the parser skips its labels and the
@@ -395,6 +395,27 @@ func missingLabels(dst, consts, labels []promtext.Label) []promtext.Label {
 	return dst
 }
 
+// unreachable ends a scrape that got no payload to parse: it is recorded as
+// failed and, with report, exported as up 0 and the other report series; the
+// target's series are not forgotten (a partial scrape).
+func (s *scraper) unreachable(ctx context.Context, now time.Time, err error) {
+	dur := time.Since(now)
+	s.m.scrapeDuration.WithLabelValues(s.target.Job, s.target.instance()).Set(dur.Seconds())
+	s.failed(ctx, err, dur)
+	if !s.report {
+		return
+	}
+	s.conv.Begin(now)
+	s.addReport(now, false, dur, 0, 0, 0)
+	chunk := s.chunk
+	chunk.Partial = true
+	out, _, sinkErr := s.conv.FinishChunks(s.out, s.resource, s.scope, chunk, s.sink)
+	s.out = out
+	if sinkErr != nil {
+		s.log.Error("cannot queue scraped data", "err", sinkErr.Error())
+	}
+}
+
 // failed records a scrape that failed for another reason than a malformed
 // payload.
 func (s *scraper) failed(ctx context.Context, err error, dur time.Duration) {
@@ -413,6 +434,11 @@ func (s *scraper) get(ctx context.Context) (*http.Response, error) {
 		return nil, err
 	}
 	req.Header.Set("Accept", promtext.AcceptHeader)
+	if s.acceptGzip {
+		req.Header.Set("Accept-Encoding", "gzip")
+	} else {
+		req.Header.Set("Accept-Encoding", "identity")
+	}
 	req.Header.Set("User-Agent", "trellis-otel-shoot-scraper/"+version.Get().Version)
 	req.Header.Set("X-Prometheus-Scrape-Timeout-Seconds", strconv.FormatFloat(s.target.Timeout.Seconds(), 'f', -1, 64))
 	if s.target.BearerTokenFile != "" {
@@ -433,6 +459,29 @@ func (s *scraper) get(ctx context.Context) (*http.Response, error) {
 		return nil, fmt.Errorf("HTTP %d", resp.StatusCode)
 	}
 	return resp, nil
+}
+
+// decoded returns the body of resp decompressed as its Content-Encoding says:
+// identity or gzip (asked for with acceptGzip, or sent unasked); any other
+// encoding is an error.
+func (s *scraper) decoded(resp *http.Response) (io.Reader, error) {
+	switch enc := strings.ToLower(strings.TrimSpace(resp.Header.Get("Content-Encoding"))); enc {
+	case "", "identity":
+		return resp.Body, nil
+	case "gzip", "x-gzip":
+		if s.gz == nil {
+			gz, err := gzip.NewReader(resp.Body)
+			if err != nil {
+				return nil, fmt.Errorf("gzip response: %w", err)
+			}
+			s.gz = gz
+		} else if err := s.gz.Reset(resp.Body); err != nil {
+			return nil, fmt.Errorf("gzip response: %w", err)
+		}
+		return s.gz, nil
+	default:
+		return nil, fmt.Errorf("response content encoding %q not supported (identity or gzip)", enc)
+	}
 }
 
 // errBodyTooLarge ends the read of a response larger than maxBody.
