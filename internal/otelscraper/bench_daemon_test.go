@@ -69,7 +69,8 @@ func procStats(pid int) (cpu time.Duration, mem rss) {
 //
 // Payloads: "realistic" (realisticCadvisorPayload: systemd cgroup ids, ~430
 // bytes a line, 13 MB, timestamps, histograms and summaries) and "light" (the
-// older cadvisorPayload, 8.5 MB). Exporters: "grpc" is the default
+// older cadvisorPayload, 8.5 MB), served as promhttp (the kubelet's handler)
+// serves them: gzip-compressed when the request accepts gzip. Exporters: "grpc" is the default
 // configuration (OTLP/gRPC, gzip level 1), "http" OTLP/HTTP with gzip,
 // "grpc-zstd" the zstd option. The baseline, measured in the same run on the
 // same bytes, is parsing the payload with prometheus/common/expfmt (parse only,
