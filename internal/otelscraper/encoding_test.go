@@ -16,7 +16,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	metricspb "go.opentelemetry.io/proto/otlp/metrics/v1"
-	"google.golang.org/protobuf/proto"
 )
 
 // encodingScraper returns a scraper of url that keeps every series, and the
@@ -39,19 +38,7 @@ func encodingScraper(t *testing.T, url string, acceptGzip bool) (*scraper, *metr
 	s.report = true
 	names := func() map[string]bool {
 		out := map[string]bool{}
-		for _, c := range chunks {
-			var md metricspb.MetricsData
-			if err := proto.Unmarshal(c, &md); err != nil {
-				t.Fatal(err)
-			}
-			for _, rm := range md.ResourceMetrics {
-				for _, sm := range rm.ScopeMetrics {
-					for _, m := range sm.Metrics {
-						out[m.Name] = true
-					}
-				}
-			}
-		}
+		eachMetric(t, chunks, func(m *metricspb.Metric) { out[m.Name] = true })
 		chunks = nil
 		return out
 	}

@@ -18,11 +18,9 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// sumStarts returns the start time of every Sum data point in the chunks,
-// by metric name.
-func sumStarts(t *testing.T, chunks [][]byte) map[string]uint64 {
+// eachMetric calls fn with every metric of the chunks (encoded MetricsData).
+func eachMetric(t *testing.T, chunks [][]byte, fn func(*metricspb.Metric)) {
 	t.Helper()
-	out := map[string]uint64{}
 	for _, c := range chunks {
 		var md metricspb.MetricsData
 		if err := proto.Unmarshal(c, &md); err != nil {
@@ -31,13 +29,23 @@ func sumStarts(t *testing.T, chunks [][]byte) map[string]uint64 {
 		for _, rm := range md.ResourceMetrics {
 			for _, sm := range rm.ScopeMetrics {
 				for _, m := range sm.Metrics {
-					for _, dp := range m.GetSum().GetDataPoints() {
-						out[m.Name] = dp.StartTimeUnixNano
-					}
+					fn(m)
 				}
 			}
 		}
 	}
+}
+
+// sumStarts returns the start time of every Sum data point in the chunks,
+// by metric name.
+func sumStarts(t *testing.T, chunks [][]byte) map[string]uint64 {
+	t.Helper()
+	out := map[string]uint64{}
+	eachMetric(t, chunks, func(m *metricspb.Metric) {
+		for _, dp := range m.GetSum().GetDataPoints() {
+			out[m.Name] = dp.StartTimeUnixNano
+		}
+	})
 	return out
 }
 
